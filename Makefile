@@ -1,0 +1,45 @@
+# imgsearch — developer entry points. Every target sets up what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# sam and checkov live apart: aws-sam-cli's pins would clash with the runtime's dependencies.
+TOOLS_VENV := .venv-tools
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
+
+.PHONY: setup tools test lint demo bench clean
+
+$(STAMP): requirements-dev.txt layers/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, pinned to the CPU wheel on disk (an unpinned torch would pull CUDA builds).
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+setup: $(STAMP)
+
+$(TOOLS_STAMP): requirements-tools.txt
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/python -m pip install --quiet -r requirements-tools.txt
+	touch $@
+
+tools: $(TOOLS_STAMP)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint $(TOOLS_STAMP)
+	$(BIN)/pytest
+
+demo: setup
+	$(BIN)/imgsearch demo
+
+bench: setup
+	$(BIN)/python benchmarks/embed.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS_VENV) .pytest_cache .ruff_cache .imgsearch

@@ -1,0 +1,1 @@
+"""The vector index: snapshot, build, validate, publish; artifacts and the serving pointer."""

@@ -1,0 +1,200 @@
+"""Model bundles: a folder (or ``s3://`` prefix) holding both CLIP towers and their manifest.
+
+A bundle is ``visual.onnx``, ``textual.onnx``, ``tokenizer.json`` and ``model.json``; the
+manifest records how to preprocess images and tokenise text and the sha256 of every file::
+
+    from imgsearch.model.bundle import open_bundle
+
+    bundle = open_bundle("s3://my-bucket/models/clip-b32@3/", cache_dir="/tmp/models")
+    bundle.manifest.model_id      # "clip-b32@3"
+    bundle.path("visual.onnx")    # verified local path
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imgsearch.model.errors import BundleError
+
+MANIFEST = "model.json"
+VISUAL = "visual.onnx"
+TEXTUAL = "textual.onnx"
+TOKENIZER = "tokenizer.json"
+REQUIRED_FILES = (VISUAL, TEXTUAL, TOKENIZER)
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    """The contents of ``model.json``."""
+
+    name: str
+    version: str
+    embedding_dim: int
+    image_size: int
+    """Side of the centre crop fed to the visual tower."""
+    context_length: int
+    files: dict[str, str]
+    """File name -> sha256 (hex) for every file of the bundle but the manifest."""
+    resize_size: int = 0
+    """Short side after the bicubic resize; defaults to ``image_size``."""
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = OPENAI_MEAN
+    std: tuple[float, float, float] = OPENAI_STD
+    pad_token_id: int = 0
+    source: str = ""
+    license: str = ""
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Anything else (training figures, parity checks, quantisation), kept as written."""
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def resize(self) -> int:
+        return self.resize_size or self.image_size
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], file: str = MANIFEST) -> ModelManifest:
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        missing = [
+            k
+            for k in ("name", "version", "embedding_dim", "image_size", "context_length", "files")
+            if k not in data
+        ]
+        if missing:
+            raise BundleError(file, "missing fields: " + ", ".join(missing))
+        values = {k: v for k, v in data.items() if k in known}
+        extra = {k: v for k, v in data.items() if k not in known}
+        try:
+            for key in (
+                "embedding_dim",
+                "image_size",
+                "context_length",
+                "resize_size",
+                "pad_token_id",
+            ):
+                if key in values:
+                    values[key] = int(values[key])
+            for key in ("mean", "std"):
+                if key in values:
+                    values[key] = tuple(float(x) for x in values[key])
+            values["version"] = str(values["version"])
+            values["files"] = {str(k): str(v) for k, v in dict(values["files"]).items()}
+            manifest = cls(**values, extra=extra)
+        except (TypeError, ValueError) as exc:
+            raise BundleError(file, f"invalid field value: {exc}") from exc
+        if len(manifest.mean) != 3 or len(manifest.std) != 3:
+            raise BundleError(file, "mean and std must have three values (R, G, B)")
+        if manifest.interpolation != "bicubic":
+            raise BundleError(file, f"unsupported interpolation {manifest.interpolation!r}")
+        for name in REQUIRED_FILES:
+            if name not in manifest.files:
+                raise BundleError(file, f"no sha256 recorded for {name}")
+        return manifest
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        extra = data.pop("extra")
+        data["mean"], data["std"] = list(self.mean), list(self.std)
+        return {**data, **extra}
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle on local disk."""
+
+    root: Path
+    manifest: ModelManifest
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+
+def read_manifest(root: Path) -> ModelManifest:
+    file = root / MANIFEST
+    if not file.is_file():
+        raise BundleError(str(file), "not found (is this a model bundle folder?)")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(str(file), f"not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BundleError(str(file), "must hold a JSON object")
+    return ModelManifest.from_dict(data, str(file))
+
+
+def verify(root: Path, manifest: ModelManifest) -> None:
+    """Check every file the manifest lists against its sha256."""
+    for name, expected in manifest.files.items():
+        file = root / name
+        if not file.is_file():
+            raise BundleError(str(file), "not found")
+        actual = sha256_file(file)
+        if actual != expected:
+            raise BundleError(
+                str(file), f"sha256 mismatch: model.json says {expected}, file has {actual}"
+            )
+
+
+def open_bundle(
+    uri: str | Path, cache_dir: str | Path = "/tmp/imgsearch/models", s3_client: Any = None
+) -> Bundle:
+    """Open and verify a bundle from a folder or an ``s3://bucket/prefix`` (downloaded once)."""
+    uri = str(uri)
+    root = _download(uri, Path(cache_dir), s3_client) if uri.startswith("s3://") else Path(uri)
+    manifest = read_manifest(root)
+    verify(root, manifest)
+    return Bundle(root=root, manifest=manifest)
+
+
+def _download(uri: str, cache_dir: Path, s3_client: Any) -> Path:
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    if s3_client is None:
+        import boto3
+
+        s3_client = boto3.client("s3")
+    target = cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    if (target / MANIFEST).is_file():
+        manifest = read_manifest(target)
+        try:
+            verify(target, manifest)
+            return target
+        except BundleError:
+            shutil.rmtree(target, ignore_errors=True)  # a half-finished download: fetch again
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    manifest_obj = f"{uri.rstrip('/')}/{MANIFEST}"
+    try:
+        s3_client.download_file(bucket, prefix + MANIFEST, str(staging / MANIFEST))
+    except Exception as exc:  # botocore raises several unrelated types here
+        raise BundleError(manifest_obj, f"cannot download: {exc}") from exc
+    manifest = read_manifest(staging)
+    for name in manifest.files:
+        try:
+            s3_client.download_file(bucket, prefix + name, str(staging / name))
+        except Exception as exc:
+            raise BundleError(f"{uri.rstrip('/')}/{name}", f"cannot download: {exc}") from exc
+    verify(staging, manifest)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
