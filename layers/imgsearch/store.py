@@ -263,7 +263,8 @@ class EmbeddingStore:
             "IndexName": DELETIONS_INDEX,
             "KeyConditionExpression": "#m = :m AND deleted_at > :t",
             "ExpressionAttributeNames": {"#m": "model"},
-            "ExpressionAttributeValues": {":m": {"S": model}, ":t": {"S": since}},
+            # DynamoDB refuses an empty key value; "0" sorts before every ISO time.
+            "ExpressionAttributeValues": {":m": {"S": model}, ":t": {"S": since or "0"}},
         }
         while True:
             response = self.client.query(**request)

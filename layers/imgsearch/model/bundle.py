@@ -172,6 +172,7 @@ def _download(uri: str, cache_dir: Path, s3_client: Any) -> Path:
         import boto3
 
         s3_client = boto3.client("s3")
+    uri = f"s3://{bucket}/{prefix}"
     target = cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:16]
     if (target / MANIFEST).is_file():
         manifest = read_manifest(target)
@@ -183,7 +184,7 @@ def _download(uri: str, cache_dir: Path, s3_client: Any) -> Path:
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    manifest_obj = f"{uri.rstrip('/')}/{MANIFEST}"
+    manifest_obj = uri + MANIFEST
     try:
         s3_client.download_file(bucket, prefix + MANIFEST, str(staging / MANIFEST))
     except Exception as exc:  # botocore raises several unrelated types here
@@ -193,7 +194,7 @@ def _download(uri: str, cache_dir: Path, s3_client: Any) -> Path:
         try:
             s3_client.download_file(bucket, prefix + name, str(staging / name))
         except Exception as exc:
-            raise BundleError(f"{uri.rstrip('/')}/{name}", f"cannot download: {exc}") from exc
+            raise BundleError(uri + name, f"cannot download: {exc}") from exc
     verify(staging, manifest)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
