@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TOOLS_VENV := .venv-tools
 TOOLS_STAMP := $(TOOLS_VENV)/.installed
 
-.PHONY: setup tools test lint demo bench clean
+.PHONY: setup tools test lint demo bench clean e2e-deps
 
 $(STAMP): requirements-dev.txt layers/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,11 +32,17 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint $(TOOLS_STAMP)
+# Headless Chromium for tests/e2e/test_search_page.py (Debian packages), installed only if missing.
+e2e-deps:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; }
+
+test: lint $(TOOLS_STAMP) e2e-deps
 	$(BIN)/pytest
 
 demo: setup
-	$(BIN)/imgsearch demo
+	$(BIN)/imgsearch local up
 
 bench: setup
 	$(BIN)/python benchmarks/embed.py

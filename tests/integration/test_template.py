@@ -1,0 +1,449 @@
+"""The SAM application (template.yaml, samconfig.toml, the workflows), checked offline: the linters
+and the IaC scanner pass, and the template agrees with the code it deploys (handlers, table schema,
+state machine, settings, metrics).
+
+The linters run from the tools venv (``make tools``); a missing tool fails with what to run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from template_support import REPO, TEMPLATE, functions, load_template, tool
+
+from imgsearch.store import table_definition
+
+ASL = REPO / "statemachine" / "index_pipeline.asl.json"
+WORKFLOWS = REPO / ".github" / "workflows"
+TOOL_ENV = {
+    **os.environ,
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "SAM_CLI_TELEMETRY": "0",
+    "BC_SKIP_MAPPING": "TRUE",  # checkov: no call home for guideline mappings
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def run(command: list[str], timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command, cwd=REPO, env=TOOL_ENV, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {n: r for n, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def walk(node: Any):
+    yield node
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
+
+
+# ---------------------------------------------------------------- linters and scanner
+
+
+@pytest.mark.slow
+def test_cfn_lint_is_clean():
+    result = run([str(Path(sys.executable).parent / "cfn-lint"), str(TEMPLATE)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_sam_validate_with_lint_is_clean():
+    sam = tool("sam")
+    translated = run([sam, "validate", "--template", str(TEMPLATE)])
+    assert translated.returncode == 0, translated.stdout + translated.stderr
+    linted = run([sam, "validate", "--lint", "--template", str(TEMPLATE)])
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+    assert "is a valid SAM Template" in linted.stdout
+
+
+@pytest.mark.slow
+def test_checkov_passes_and_every_suppression_says_why():
+    result = run(
+        [
+            tool("checkov"),
+            "--file",
+            str(TEMPLATE),
+            "--framework",
+            "cloudformation",
+            "--skip-download",
+            "--output",
+            "json",
+        ]
+    )
+    assert result.stdout.strip(), result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    failed = [
+        f"{c['check_id']} {c['resource']}: {c['check_name']}"
+        for c in report["results"].get("failed_checks", [])
+    ]
+    assert not failed, "checkov findings:\n" + "\n".join(failed)
+    assert report["summary"]["parsing_errors"] == 0
+    assert report["summary"]["passed"] >= 30, report["summary"]
+    for skipped in report["results"].get("skipped_checks", []):
+        reason = (skipped["check_result"].get("suppress_comment") or "").strip()
+        assert len(reason) >= 40 and reason != "No comment provided", (
+            f"{skipped['check_id']} on {skipped['resource']} is suppressed without a reason"
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- alarms
+
+
+def alarm_metrics(alarm: dict[str, Any]) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """(namespace, metric name, dimensions) of a plain or a metric-math alarm."""
+    props = alarm["Properties"]
+    if "MetricName" in props:
+        return [(props["Namespace"], props["MetricName"], props.get("Dimensions", []))]
+    return [
+        (
+            m["MetricStat"]["Metric"]["Namespace"],
+            m["MetricStat"]["Metric"]["MetricName"],
+            m["MetricStat"]["Metric"].get("Dimensions", []),
+        )
+        for m in props["Metrics"]
+        if "MetricStat" in m
+    ]
+
+
+def alarms_on(template: dict[str, Any], namespace: str, metric: str) -> dict[str, dict[str, Any]]:
+    return {
+        name: alarm
+        for name, alarm in resources_of(template, "AWS::CloudWatch::Alarm").items()
+        if any(ns == namespace and m == metric for ns, m, _ in alarm_metrics(alarm))
+    }
+
+
+def test_every_alarm_notifies_the_alerts_topic(template):
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    assert alarms
+    for name, alarm in alarms.items():
+        assert {"Ref": "AlertsTopic"} in alarm["Properties"]["AlarmActions"], name
+
+
+def test_every_function_has_an_errors_alarm(template):
+    errors_alarms = alarms_on(template, "AWS/Lambda", "Errors").values()
+    for name in functions(template):
+        watched = [
+            alarm
+            for alarm in errors_alarms
+            if {"Name": "FunctionName", "Value": {"Ref": name}} in alarm_metrics(alarm)[0][2]
+            and not any(d["Name"] == "ExecutedVersion" for d in alarm_metrics(alarm)[0][2])
+        ]
+        assert watched, f"{name} has no Errors alarm"
+
+
+@pytest.mark.parametrize(
+    ("namespace", "metric", "watches"),
+    [
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "IngestDeadLetterQueue"),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage", "IngestQueue"),
+        ("AWS/ApiGateway", "5xx", "HttpApi"),
+        ("AWS/ApiGateway", "Latency", "HttpApi"),
+        ("AWS/States", "ExecutionsFailed", "IndexPipeline"),
+        ("AWS/States", "ExecutionsTimedOut", "IndexPipeline"),
+        ("imgsearch", "IndexAgeSeconds", "AWS::StackName"),
+        ("imgsearch", "ValidationRecallAt10", "AWS::StackName"),
+    ],
+)
+def test_operational_alarm_exists(template, namespace, metric, watches):
+    alarms = alarms_on(template, namespace, metric)
+    assert alarms, f"no alarm on {namespace} {metric}"
+    dimensions = [d for alarm in alarms.values() for _, _, ds in alarm_metrics(alarm) for d in ds]
+    assert any(watches in json.dumps(d["Value"]) for d in dimensions), (metric, dimensions)
+
+
+def test_threshold_alarms_follow_their_parameters(template):
+    recall = next(iter(alarms_on(template, "imgsearch", "ValidationRecallAt10").values()))
+    assert recall["Properties"]["Threshold"] == {"Ref": "GateMinRecall"}
+    assert recall["Properties"]["ComparisonOperator"] == "LessThanThreshold"
+    age = next(iter(alarms_on(template, "imgsearch", "IndexAgeSeconds").values()))["Properties"]
+    expression = next(m["Expression"] for m in age["Metrics"] if "Expression" in m)
+    assert "${IndexSchedule}" in json.dumps(expression) and age["Threshold"] == 2
+    latency = next(iter(alarms_on(template, "AWS/ApiGateway", "Latency").values()))["Properties"]
+    assert latency["ExtendedStatistic"] == "p99"
+
+
+def test_custom_metrics_are_ones_the_code_emits(template):
+    """Every metric in the imgsearch namespace (alarms, dashboard) is named in the library."""
+    source = "\n".join(p.read_text() for p in (REPO / "layers" / "imgsearch").rglob("*.py"))
+    body = json.dumps(template["Resources"]["Dashboard"]["Properties"]["DashboardBody"])
+    named = set(re.findall(r'\[\\"imgsearch\\", \\"(\w+)\\"', body))
+    for alarm in resources_of(template, "AWS::CloudWatch::Alarm").values():
+        named |= {m for ns, m, _ in alarm_metrics(alarm) if ns == "imgsearch"}
+    assert {"IndexAgeSeconds", "ValidationRecallAt10", "ImagesEmbedded"} <= named
+    for metric in named:
+        assert f'"{metric}"' in source, f"no code emits the metric {metric}"
+
+
+def test_query_function_deploys_by_canary_rolled_back_by_alarms(template):
+    query = template["Resources"]["QueryFunction"]["Properties"]
+    assert query["AutoPublishAlias"] == "live"
+    preference = query["DeploymentPreference"]
+    assert template["Parameters"]["DeploymentType"]["Default"].startswith("Canary")
+    assert preference["Type"] == {"Ref": "DeploymentType"}
+    metrics = set()
+    for ref in preference["Alarms"]:
+        alarm = template["Resources"][ref["Ref"]]
+        ((_, metric, dimensions),) = alarm_metrics(alarm)
+        new_version = {"Fn::GetAtt": ["QueryFunction", "Version.Version"]}
+        assert {"Name": "ExecutedVersion", "Value": new_version} in dimensions
+        metrics.add(metric)
+    assert metrics == {"Errors", "Duration"}
+    # The API reaches the function only through the alias whose traffic CodeDeploy shifts.
+    integration = template["Resources"]["HttpApiIntegration"]["Properties"]
+    assert integration["IntegrationUri"] == {"Ref": "QueryFunction.Alias"}
+    assert integration["PayloadFormatVersion"] == "2.0"
+
+
+# ---------------------------------------------------------------- template <-> code
+
+
+def test_every_function_runs_the_shared_image(template):
+    metadata = set()
+    for name, function in functions(template).items():
+        props = function["Properties"]
+        assert props["PackageType"] == "Image", name
+        command = props["ImageConfig"]["Command"]
+        assert len(command) == 1 and command[0].endswith(".app.handler"), (name, command)
+        for size in ("MemorySize", "Timeout"):
+            assert props.get(size) or template["Globals"]["Function"].get(size), (name, size)
+        build = {k: v for k, v in function["Metadata"].items() if k != "checkov"}
+        assert build["Dockerfile"] == "functions/Dockerfile" and build["DockerContext"] == "."
+        metadata.add(json.dumps(build, sort_keys=True))
+    assert len(metadata) == 1, "functions differ in build Metadata: sam build would build twice"
+
+
+def test_table_schema_matches_the_store(template):
+    table = template["Resources"]["EmbeddingsTable"]["Properties"]
+    expected = table_definition("t")
+
+    def normal(items: list[dict[str, Any]]) -> list[str]:
+        return sorted(json.dumps(i, sort_keys=True) for i in items)
+
+    assert normal(table["AttributeDefinitions"]) == normal(expected["AttributeDefinitions"])
+    assert table["KeySchema"] == expected["KeySchema"]
+    assert normal(table["GlobalSecondaryIndexes"]) == normal(expected["GlobalSecondaryIndexes"])
+    assert table["BillingMode"] == expected["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["SSESpecification"]["SSEEnabled"] is True
+
+
+def asl_states(states: dict[str, Any]):
+    for name, state in states.items():
+        yield name, state
+        for branch in state.get("Branches", []):
+            yield from asl_states(branch["States"])
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if processor:
+            yield from asl_states(processor["States"])
+
+
+def test_every_state_machine_task_names_a_template_function(template):
+    assert ASL.is_file(), f"{ASL.relative_to(REPO)} is missing; template.yaml deploys it"
+    pipeline = resources_of(template, "AWS::Serverless::StateMachine")["IndexPipeline"]
+    props = pipeline["Properties"]
+    assert props["DefinitionUri"] == "statemachine/index_pipeline.asl.json"
+    substitutions = props["DefinitionSubstitutions"]
+    text = ASL.read_text()
+    definition = json.loads(text)
+    used = set(re.findall(r"\$\{(\w+)\}", text))
+    assert used == set(substitutions), "ASL placeholders and DefinitionSubstitutions differ"
+
+    template_functions = functions(template)
+    tasks = [(n, s) for n, s in asl_states(definition["States"]) if s["Type"] == "Task"]
+    assert tasks
+    for name, state in tasks:
+        resource = state["Resource"]
+        if resource.startswith("arn:aws:states:::sns:"):
+            topic = state["Parameters"]["TopicArn"]
+            assert substitutions[topic.strip("${}")] == {"Ref": "AlertsTopic"}, name
+            continue
+        if resource.startswith("arn:aws:states:::lambda:invoke"):
+            resource = state["Parameters"]["FunctionName"]
+        placeholder = re.fullmatch(r"\$\{(\w+)\}", resource)
+        assert placeholder, f"Task {name} names no substituted function: {resource}"
+        target = substitutions[placeholder[1]]
+        logical = target["Fn::GetAtt"][0]
+        assert logical in template_functions, f"Task {name} -> {logical}: not a template function"
+        invocable = [
+            p["LambdaInvokePolicy"]["FunctionName"]
+            for p in props["Policies"]
+            if isinstance(p, dict) and "LambdaInvokePolicy" in p
+        ]
+        assert {"Ref": logical} in invocable, f"the state machine may not invoke {logical}"
+
+
+def test_template_variables_are_ones_the_configuration_reads(template):
+    config = (REPO / "layers" / "imgsearch" / "config.py").read_text()
+    known = set(re.findall(r'read\.\w+\(\s*"([A-Z0-9_]+)"', config)) | {"THREADS"}
+    variables = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    for function in functions(template).values():
+        variables |= set(function["Properties"].get("Environment", {}).get("Variables", {}))
+    for name in variables:
+        if name.startswith("IMGSEARCH_"):
+            assert name.removeprefix("IMGSEARCH_") in known, f"config.py never reads {name}"
+        else:
+            assert name.startswith("POWERTOOLS_"), name
+    powertools = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert powertools["POWERTOOLS_METRICS_NAMESPACE"] == "imgsearch"
+
+
+def test_star_resources_carry_a_written_reason(template):
+    """An Allow on Resource "*" needs a Sid and a comment between the Sid and the Resource."""
+    lines = TEMPLATE.read_text().splitlines()
+    for node in walk(template["Resources"]):
+        if not (isinstance(node, dict) and node.get("Effect") == "Allow" and "Action" in node):
+            continue
+        resources = node.get("Resource")
+        if resources != "*" and not (isinstance(resources, list) and "*" in resources):
+            continue
+        sid = node.get("Sid")
+        assert sid, f"Allow on * without a Sid: {node}"
+        start = next(i for i, line in enumerate(lines) if line.strip() == f"- Sid: {sid}")
+        end = next(i for i in range(start, len(lines)) if lines[i].strip().startswith("Resource:"))
+        assert any(line.strip().startswith("#") for line in lines[start:end]), (
+            f"statement {sid} allows * without a comment saying why"
+        )
+
+
+def test_s3_access_stays_inside_the_stack_bucket_or_the_model_bundle(template):
+    for name, function in functions(template).items():
+        for node in walk(function["Properties"].get("Policies", [])):
+            if isinstance(node, dict) and node.get("Effect") == "Allow":
+                actions = node["Action"] if isinstance(node["Action"], list) else [node["Action"]]
+                if not any(a.startswith("s3:") for a in actions):
+                    continue
+                assert "s3:*" not in actions, name
+                text = json.dumps(node["Resource"])
+                assert "ImageBucket" in text or "ModelBundleUri" in text, (name, node["Sid"])
+
+
+def test_outputs_the_operator_cli_reads(template):
+    outputs = set(template["Outputs"])
+    assert {
+        "ApiUrl",
+        "BucketName",
+        "TableName",
+        "IngestQueueUrl",
+        "DeadLetterQueueUrl",
+        "StateMachineArn",
+        "AlertsTopicArn",
+    } <= outputs
+
+
+def test_parameters_the_issue_names(template):
+    parameters = template["Parameters"]
+    for name in (
+        "Stage",
+        "AlertEmail",
+        "IndexSchedule",
+        "ModelBundleUri",
+        "ImagePrefix",
+        "GateMinRecall",
+        "AuthMode",
+        "JwtIssuer",
+        "JwtAudience",
+        "QueryProvisionedConcurrency",
+    ):
+        assert name in parameters, name
+    assert parameters["AuthMode"]["AllowedValues"] == ["none", "IAM", "JWT"]
+    assert parameters["QueryProvisionedConcurrency"]["Default"] == 0
+    assert parameters["ModelBundleUri"]["Default"] == ""
+
+
+# ---------------------------------------------------------------- samconfig and CI/CD
+
+
+def test_samconfig_environments(template):
+    config = tomllib.loads((REPO / "samconfig.toml").read_text())
+    assert config["version"] == 0.1
+    for env in ("default", "staging", "prod"):
+        deploy = config[env]["deploy"]["parameters"]
+        assert deploy["stack_name"], env
+        assert "CAPABILITY_IAM" in deploy["capabilities"], env
+        assert deploy.get("resolve_image_repos") or deploy.get("image_repository"), env
+        pairs = re.findall(r'(\w+)=("[^"]*"|\S+)', deploy.get("parameter_overrides", ""))
+        overrides = dict(pairs)
+        assert overrides.get("Stage"), env
+        unknown = set(overrides) - set(template["Parameters"])
+        assert not unknown, f"{env} overrides unknown parameters {unknown}"
+    assert config["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
+    assert config["staging"]["deploy"]["parameters"]["confirm_changeset"] is False
+
+
+def load_workflows() -> dict[str, dict[str, Any]]:
+    found = {p.name: yaml.safe_load(p.read_text()) for p in sorted(WORKFLOWS.glob("*.yml"))}
+    assert found, "no workflows in .github/workflows"
+    return found
+
+
+def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
+    on = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
+    return on if isinstance(on, dict) else {name: None for name in on}
+
+
+def steps_text(job: dict[str, Any]) -> str:
+    return "\n".join(json.dumps(step) for step in job.get("steps", []))
+
+
+def test_pull_requests_run_tests_and_linters():
+    runs = [w for w in load_workflows().values() if "pull_request" in triggers(w)]
+    assert runs, "no workflow runs on pull_request"
+    text = "\n".join(steps_text(job) for w in runs for job in w["jobs"].values())
+    for command in ("make test", "cfn-lint template.yaml", "sam validate --lint"):
+        assert command in text, command
+
+
+def test_main_deploys_staging_smoke_tests_then_prod_behind_approval():
+    deploys = [
+        w for w in load_workflows().values() if "main" in json.dumps(triggers(w).get("push") or {})
+    ]
+    assert len(deploys) == 1
+    workflow = deploys[0]
+    jobs = workflow["jobs"]
+    staging = next(j for j in jobs.values() if "--config-env staging" in steps_text(j))
+    prod_name, prod = next((n, j) for n, j in jobs.items() if "--config-env prod" in steps_text(j))
+    for job in (staging, prod):
+        text = steps_text(job)
+        assert "sam build" in text
+        assert "aws-actions/configure-aws-credentials" in text and "role-to-assume" in text
+        assert job.get("permissions", workflow.get("permissions", {})).get("id-token") == "write"
+    assert "scripts/smoke_test.py" in steps_text(staging)
+    assert (REPO / "scripts" / "smoke_test.py").is_file()
+    environment = prod.get("environment")
+    assert environment and (environment if isinstance(environment, str) else environment["name"])
+    needs = prod.get("needs")
+    staging_name = next(n for n, j in jobs.items() if j is staging)
+    assert staging_name in (needs if isinstance(needs, list) else [needs]), prod_name
+
+
+def test_smoke_test_script_documents_its_use():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "smoke_test.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--stack-name" in result.stdout
