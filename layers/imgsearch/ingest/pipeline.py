@@ -1,0 +1,476 @@
+"""The embed function's batch logic: S3 object events in, embeddings-table items out.
+
+For one SQS batch (see ``events.parse_batch``)::
+
+    ingestor = Ingestor.from_settings(Settings.from_env(), s3=s3, dynamodb=dynamodb)
+    report = ingestor.process(parse_batch(sqs_event, "images/"))
+    report.is_failed(message_id)     # True only for transient failures: SQS redelivers those
+
+The steps, and why:
+
+1. Keep the newest event per key in the batch (by S3 ``sequencer``); older ones are superseded.
+2. One strongly consistent ``batch_get`` of the items the serving model holds for those keys;
+   an event whose sequencer is not newer than the item's is a duplicate or stale delivery and
+   is dropped here: no S3 read, no model call, no write. This is the idempotency.
+3. Deletes write a tombstone (``status=deleted``, ``deleted_at``) with the delete's sequencer,
+   after removing the key's items of other models.
+4. Puts, ``batch_size`` at a time: read the objects concurrently (the exact version: ``VersionId``
+   when the bucket is versioned, else ``If-Match`` on the event's ETag), hash them, reuse the
+   vector of bytes already embedded (this batch, else the ``by-sha256`` index), and embed the
+   remaining distinct images in one model call.
+5. Conditional writes (``EmbeddingStore.put``): only a strictly newer sequencer wins, so a race
+   with a concurrent invocation cannot bring back older state.
+
+Bad images become ``quarantined`` items (final); an AWS call that fails marks the event's
+message failed, to be redelivered (and, after the queue's ``maxReceiveCount``, dead-lettered).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+from aws_lambda_powertools import Tracer
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from imgsearch.config import Settings
+from imgsearch.index.artifacts import read_current
+from imgsearch.ingest.errors import error_code, is_transient
+from imgsearch.ingest.events import Message, ObjectEvent
+from imgsearch.keys import image_id
+from imgsearch.model import ClipModel, ImageError
+from imgsearch.model.batch import preprocess_many
+from imgsearch.model.errors import TooManyBytes
+from imgsearch.model.preprocess import ImageLimits
+from imgsearch.store import EmbeddingRecord, EmbeddingStore, now_iso
+
+tracer = Tracer()
+
+Result = Literal["embedded", "quarantined", "deleted", "skipped", "failed"]
+
+OBJECT_MISSING = "object_missing"
+"""Quarantine reason: the object was gone (NoSuchKey/NoSuchVersion) when it was read."""
+# Skip reasons decided here (``events`` holds the ones decided while parsing).
+SUPERSEDED = "superseded"
+DUPLICATE = "duplicate"
+STALE = "stale"
+# Failure kinds (``Outcome.reason`` of a failed event).
+TRANSIENT = "transient"
+UNEXPECTED = "unexpected"
+
+AWS_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3},
+    connect_timeout=5,
+    read_timeout=30,
+    max_pool_connections=32,
+)
+"""Clients for the embed function: botocore retries a few times, then SQS redelivers."""
+
+_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
+_PRECONDITION_CODES = frozenset({"PreconditionFailed", "412"})
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one S3 record (or one skipped message)."""
+
+    message_id: str
+    key: str
+    result: Result
+    reason: str = ""
+    """Quarantine reason, skip reason, or failure kind (``transient`` | ``unexpected``)."""
+    detail: str = ""
+    reused: bool = False
+    """``embedded`` without a model call: the same bytes were already embedded."""
+
+
+@dataclass
+class Timings:
+    """Wall time per phase of one batch, in seconds (the benchmark's breakdown)."""
+
+    s3_read: float = 0.0
+    preprocess: float = 0.0
+    model: float = 0.0
+    dynamodb: float = 0.0
+    model_images: int = 0
+    model_calls: int = 0
+
+
+@dataclass
+class BatchReport:
+    messages: list[Message]
+    outcomes: list[Outcome]
+    timings: Timings = field(default_factory=Timings)
+
+    def outcomes_for(self, message_id: str) -> list[Outcome]:
+        return [o for o in self.outcomes if o.message_id == message_id]
+
+    def is_failed(self, message_id: str) -> bool:
+        return any(o.result == "failed" for o in self.outcomes_for(message_id))
+
+
+@dataclass
+class _Work:
+    """One put event on its way through read, hash, embed and write."""
+
+    event: ObjectEvent
+    data: bytes | None = None
+    sha256: str | None = None
+    vector: np.ndarray | None = None
+    reason: str | None = None
+    detail: str = ""
+    reused: bool = False
+    done: Outcome | None = None
+    """Set when the event is finished without a write (skipped or failed)."""
+
+
+def newest_per_key(events: Iterable[ObjectEvent]) -> tuple[list[ObjectEvent], list[Outcome]]:
+    """The newest event of each key; the others as ``superseded``/``duplicate`` skips."""
+    by_key: dict[str, list[ObjectEvent]] = defaultdict(list)
+    for event in events:
+        by_key[event.key].append(event)
+    newest: list[ObjectEvent] = []
+    dropped: list[Outcome] = []
+    for key, group in by_key.items():
+        winner = max(group, key=lambda e: e.sequencer)
+        newest.append(winner)
+        for event in group:
+            if event is winner:
+                continue
+            reason = DUPLICATE if event.sequencer == winner.sequencer else SUPERSEDED
+            dropped.append(Outcome(event.message_id, key, "skipped", reason))
+    return newest, dropped
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Ingestor:
+    """Turns parsed S3 events into embeddings-table items with one model call per chunk."""
+
+    def __init__(
+        self,
+        store: EmbeddingStore,
+        s3: Any,
+        model: ClipModel,
+        limits: ImageLimits = ImageLimits(),
+        batch_size: int = 16,
+        io_workers: int = 16,
+        logger: logging.Logger | Any = None,
+    ) -> None:
+        self.store = store
+        self.s3 = s3
+        self.model = model
+        self.model_id = model.model_id
+        self.limits = limits
+        self.batch_size = batch_size
+        self.log = logger or logging.getLogger(__name__)
+        self._pool = ThreadPoolExecutor(max_workers=io_workers, thread_name_prefix="ingest-io")
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, s3: Any, dynamodb: Any, logger: logging.Logger | Any = None
+    ) -> Ingestor:
+        """Load the configured bundle and check it against the serving index's model."""
+        model = ClipModel.load(
+            settings.model.uri,
+            threads=settings.model.threads,
+            cache_dir=settings.model.cache_dir,
+            s3_client=s3,
+        )
+        ingestor = cls(
+            EmbeddingStore(settings.table, dynamodb),
+            s3,
+            model,
+            ImageLimits(settings.model.max_image_bytes, settings.model.max_image_pixels),
+            batch_size=settings.model.batch_size,
+            logger=logger,
+        )
+        ingestor.check_serving_model(settings.bucket, settings.index.prefix)
+        return ingestor
+
+    def check_serving_model(self, bucket: str, index_prefix: str) -> str | None:
+        """The model named by ``current.json`` (None before the first index); warn on mismatch.
+
+        Embedding with a model other than the loaded bundle's is the model-rollout work that is
+        not built yet: until then the loaded bundle is used and the mismatch is logged.
+        """
+        if not bucket:
+            return None
+        try:
+            current = read_current(self.s3, bucket, index_prefix)
+        except (ClientError, BotoCoreError) as exc:  # not fatal: ingest works without it
+            self.log.warning(
+                "cannot read the serving index pointer",
+                extra={"error": error_code(exc) or type(exc).__name__},
+            )
+            return None
+        if current and current.model and current.model != self.model_id:
+            self.log.warning(
+                "serving index uses another model; embedding with the loaded bundle",
+                extra={"serving_model": current.model, "bundle_model": self.model_id},
+            )
+        return current.model if current else None
+
+    def process(self, messages: Sequence[Message]) -> BatchReport:
+        report = BatchReport(list(messages), [])
+        for message in messages:
+            report.outcomes.extend(
+                Outcome(s.message_id, s.key, "skipped", s.reason, s.detail) for s in message.skipped
+            )
+        newest, dropped = newest_per_key(e for m in messages for e in m.events)
+        report.outcomes.extend(dropped)
+        if not newest:
+            return report
+        timings = report.timings
+        started = time.perf_counter()
+        try:
+            held = self.store.batch_get([e.key for e in newest], self.model_id)
+        except Exception as exc:  # every AWS failure is retried; see _failed
+            report.outcomes.extend(self._failed(e, exc) for e in newest)
+            return report
+        finally:
+            timings.dynamodb += time.perf_counter() - started
+        fresh: list[ObjectEvent] = []
+        for event in newest:
+            record = held.get(event.key)
+            if record is not None and record.sequencer >= event.sequencer:
+                reason = DUPLICATE if record.sequencer == event.sequencer else STALE
+                detail = f"table holds {record.status} at sequencer {record.sequencer}"
+                report.outcomes.append(
+                    Outcome(event.message_id, event.key, "skipped", reason, detail)
+                )
+            else:
+                fresh.append(event)
+        deletes = [e for e in fresh if e.action == "delete"]
+        puts = [e for e in fresh if e.action == "put"]
+        if deletes:
+            started = time.perf_counter()
+            report.outcomes.extend(self._settle(self._delete, [_Work(e) for e in deletes]))
+            timings.dynamodb += time.perf_counter() - started
+        vectors: dict[str, np.ndarray | ImageError] = {}
+        for chunk in _chunks(puts, self.batch_size):
+            report.outcomes.extend(self._ingest_chunk(chunk, vectors, timings))
+        return report
+
+    # -- deletes -------------------------------------------------------------------------------
+
+    def _delete(self, work: _Work) -> Outcome:
+        event = work.event
+        # Other models' items go first: if this fails, the tombstone is not written yet and the
+        # redelivered event does all of it again (a tombstone would make it look done).
+        for model in self.store.models_for_key(event.key):
+            if model != self.model_id:
+                self.store.delete(event.key, model)
+        now = now_iso()
+        tombstone = EmbeddingRecord(
+            key=event.key,
+            model=self.model_id,
+            id=image_id(event.key),
+            status="deleted",
+            sequencer=event.sequencer,
+            updated_at=now,
+            deleted_at=now,
+            reason=event.event_name,
+        )
+        if not self.store.put(tombstone):
+            return Outcome(event.message_id, event.key, "skipped", STALE, "lost a write race")
+        return Outcome(event.message_id, event.key, "deleted")
+
+    # -- puts ----------------------------------------------------------------------------------
+
+    @tracer.capture_method(capture_response=False)
+    def _ingest_chunk(
+        self,
+        chunk: Sequence[ObjectEvent],
+        vectors: dict[str, np.ndarray | ImageError],
+        timings: Timings,
+    ) -> list[Outcome]:
+        works = [_Work(event) for event in chunk]
+        started = time.perf_counter()
+        for work, error in zip(works, self._map(self._read, works), strict=True):
+            if error is not None:
+                work.done = self._failed(work.event, error)
+        timings.s3_read += time.perf_counter() - started
+
+        readable = [w for w in works if w.done is None and w.data is not None]
+        started = time.perf_counter()
+        unknown = list({w.sha256: w for w in readable if w.sha256 not in vectors}.values())
+        for work, error in zip(unknown, self._map(self._find_copy, unknown), strict=True):
+            if error is not None:
+                for same in readable:
+                    if same.sha256 == work.sha256:
+                        same.done = self._failed(same.event, error)
+            elif work.vector is not None:
+                vectors[work.sha256 or ""] = work.vector
+        timings.dynamodb += time.perf_counter() - started
+
+        to_embed = [w for w in unknown if w.done is None and w.vector is None]
+        if to_embed:
+            try:
+                self._embed(to_embed, vectors, timings)
+            except Exception as exc:  # an onnxruntime failure is not the images' fault: retry
+                for work in readable:
+                    if work.done is None and work.sha256 not in vectors:
+                        work.done = self._failed(work.event, exc)
+        embedded_now = {w.sha256 for w in to_embed}
+        for work in readable:
+            if work.done is not None:
+                continue
+            result = vectors[work.sha256 or ""]
+            if isinstance(result, ImageError):
+                work.reason, work.detail = result.reason, result.detail
+            else:
+                work.vector = result
+                # The first event of bytes embedded in this call paid the model; the rest reuse.
+                work.reused = work.sha256 not in embedded_now
+                embedded_now.discard(work.sha256)
+            work.data = None  # release the bytes before the writes
+
+        writable = [w for w in works if w.done is None]
+        started = time.perf_counter()
+        outcomes = [w.done for w in works if w.done is not None]
+        outcomes.extend(self._settle(self._write, writable))
+        timings.dynamodb += time.perf_counter() - started
+        return outcomes
+
+    def _read(self, work: _Work) -> None:
+        """Fetch the event's object version; a verdict instead of bytes when there is one."""
+        event = work.event
+        if event.size is not None and event.size > self.limits.max_bytes:
+            work.reason = TooManyBytes.reason
+            work.detail = f"{event.size} bytes, limit {self.limits.max_bytes}"
+            return
+        request: dict[str, Any] = {"Bucket": event.bucket, "Key": event.key}
+        if event.version_id:
+            request["VersionId"] = event.version_id
+        elif event.etag:
+            request["IfMatch"] = f'"{event.etag}"'
+        try:
+            response = self.s3.get_object(**request)
+        except ClientError as exc:
+            code = error_code(exc)
+            if code in _MISSING_CODES:
+                work.reason, work.detail = OBJECT_MISSING, f"{code} when read"
+                return
+            if code in _PRECONDITION_CODES:
+                # Overwritten since this event: the newer put's own event brings the new bytes.
+                work.done = Outcome(
+                    event.message_id, event.key, "skipped", SUPERSEDED, "object overwritten"
+                )
+                return
+            raise
+        body = response["Body"]
+        with body:
+            length = int(response.get("ContentLength") or 0)
+            if length > self.limits.max_bytes:
+                work.reason = TooManyBytes.reason
+                work.detail = f"{length} bytes, limit {self.limits.max_bytes}"
+                return
+            work.data = body.read()
+        work.sha256 = hashlib.sha256(work.data).hexdigest()
+
+    def _find_copy(self, work: _Work) -> None:
+        record = self.store.find_by_sha256(work.sha256 or "", self.model_id)
+        if record is not None and record.vector is not None:
+            work.vector = record.vector
+
+    def _embed(
+        self, works: Sequence[_Work], vectors: dict[str, np.ndarray | ImageError], timings: Timings
+    ) -> None:
+        """Preprocess the distinct images, then one model call for all that decoded."""
+        started = time.perf_counter()
+        prepared = preprocess_many(self.model, [w.data or b"" for w in works], self.limits)
+        timings.preprocess += time.perf_counter() - started
+        good = [i for i, p in enumerate(prepared) if not isinstance(p, ImageError)]
+        for work, pixels in zip(works, prepared, strict=True):
+            if isinstance(pixels, ImageError):
+                vectors[work.sha256 or ""] = pixels
+        if not good:
+            return
+        started = time.perf_counter()
+        out = self.model.encode_images([prepared[i] for i in good])
+        timings.model += time.perf_counter() - started
+        timings.model_images += len(good)
+        timings.model_calls += 1
+        for row, index in enumerate(good):
+            vectors[works[index].sha256 or ""] = out[row]
+
+    def _write(self, work: _Work) -> Outcome:
+        event = work.event
+        record = EmbeddingRecord(
+            key=event.key,
+            model=self.model_id,
+            id=image_id(event.key),
+            status="quarantined" if work.reason else "ok",
+            sequencer=event.sequencer,
+            updated_at=now_iso(),
+            vector=None if work.reason else work.vector,
+            reason=work.reason,
+            sha256=work.sha256,
+            etag=event.etag or None,
+            size=event.size,
+        )
+        if not self.store.put(record):
+            return Outcome(event.message_id, event.key, "skipped", STALE, "lost a write race")
+        if work.reason:
+            return Outcome(event.message_id, event.key, "quarantined", work.reason, work.detail)
+        return Outcome(event.message_id, event.key, "embedded", reused=work.reused)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _map(self, fn: Callable[[T], None], items: Sequence[T]) -> list[BaseException | None]:
+        """Run ``fn`` over ``items`` on the I/O pool; the exception of each, or None."""
+
+        def guarded(item: T) -> BaseException | None:
+            try:
+                fn(item)
+            except Exception as exc:
+                return exc
+            return None
+
+        return list(self._pool.map(guarded, items))
+
+    def _settle(self, fn: Callable[[_Work], Outcome], works: Sequence[_Work]) -> list[Outcome]:
+        """``fn`` over works on the I/O pool; a failure outcome for each one that raises."""
+
+        def guarded(work: _Work) -> Outcome:
+            try:
+                return fn(work)
+            except Exception as exc:
+                return self._failed(work.event, exc)
+
+        return list(self._pool.map(guarded, works))
+
+    def _failed(self, event: ObjectEvent, exc: BaseException) -> Outcome:
+        """Any failure that is not a verdict on the image goes back to the queue.
+
+        Transient ones (throttling, timeouts, 5xx) are expected to pass on a later receive;
+        anything else (a permission or code error) is logged with its traceback and still
+        retried, so that after ``maxReceiveCount`` the message waits in the DLQ instead of
+        being lost.
+        """
+        transient = is_transient(exc)
+        extra = {
+            "key": event.key,
+            "message_id": event.message_id,
+            "error": error_code(exc) or type(exc).__name__,
+        }
+        if transient:
+            self.log.warning("transient failure, message will be retried", extra=extra)
+        else:
+            self.log.error("unexpected failure, message will be retried", extra=extra, exc_info=exc)
+        kind = TRANSIENT if transient else UNEXPECTED
+        return Outcome(event.message_id, event.key, "failed", kind, f"{type(exc).__name__}: {exc}")
