@@ -1,0 +1,156 @@
+"""The whole service on one machine: upload with plain boto3, ingest, index, query, delete.
+
+Everything goes through the stack's public surfaces - the S3 endpoint (real notifications to
+the ingest queue), the Step Functions endpoint and the HTTP API - with the real handlers behind
+them. The last test drives ``imgsearch local up`` itself in a subprocess and stops it with
+Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import quote, urlencode
+from urllib.request import urlopen
+
+import pytest
+from stack_support import IMGSEARCH, Seeded, run_pipeline, upload_scenes
+
+from imgsearch.local.stack import LocalStack, LocalStackConfig, PortInUse
+from imgsearch.synthetic import describes
+
+pytestmark = pytest.mark.slow
+
+
+def get_json(url: str) -> dict:
+    with urlopen(url, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def search(seeded: Seeded, text: str, k: int = 5) -> dict:
+    return get_json(f"{seeded.target.api_url}/search?{urlencode({'q': text, 'k': k})}")
+
+
+def wait_served(seeded: Seeded, version: str) -> None:
+    deadline = time.monotonic() + 30
+    while get_json(seeded.target.api_url + "/version")["index_version"] != version:
+        assert time.monotonic() < deadline, f"the API never served {version}"
+        time.sleep(0.3)
+
+
+def test_state_file_names_the_stack(seeded_stack: Seeded) -> None:
+    state = json.loads((seeded_stack.workdir / ".imgsearch" / "local.json").read_text())
+    for field in (
+        "aws_endpoint", "api_url", "region", "bucket", "image_prefix", "table",
+        "queue_url", "dlq_url", "state_machine_arn", "alerts_topic_arn",
+    ):  # fmt: skip
+        assert state[field], field
+    assert state["api_url"] == seeded_stack.target.api_url
+
+
+def test_notification_mirrors_the_template(seeded_stack: Seeded) -> None:
+    config = seeded_stack.client("s3").get_bucket_notification_configuration(
+        Bucket=seeded_stack.target.bucket
+    )["QueueConfigurations"]
+    assert sorted(e for c in config for e in c["Events"]) == [
+        "s3:ObjectCreated:*",
+        "s3:ObjectRemoved:*",
+    ]
+    for entry in config:
+        assert entry["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "images/"}]
+    attributes = seeded_stack.client("sqs").get_queue_attributes(
+        QueueUrl=seeded_stack.target.queue_url, AttributeNames=["All"]
+    )["Attributes"]
+    assert attributes["VisibilityTimeout"] == "720"
+    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 5
+
+
+def test_upload_ingest_index_query_delete(seeded_stack: Seeded) -> None:
+    uploaded = upload_scenes(seeded_stack, "images/e2e/", 20, seed=23)
+    # Outside the image prefix: no notification, never embedded.
+    s3 = seeded_stack.client("s3")
+    s3.put_object(Bucket=seeded_stack.target.bucket, Key="other/ignored.jpg", Body=b"x")
+    seeded_stack.stack.wait_for_ingestion(timeout=120)
+
+    table = seeded_stack.client("dynamodb")
+    items = table.scan(TableName=seeded_stack.target.table)["Items"]
+    keys = {item["key"]["S"] for item in items if item["status"]["S"] == "ok"}
+    assert set(uploaded) <= keys, "every upload (keys with spaces) was embedded"
+    assert "other/ignored.jpg" not in {item["key"]["S"] for item in items}
+
+    output = run_pipeline(seeded_stack)
+    version = output["publish"]["version"]
+    assert output["publish"]["count"] == len(keys)
+    wait_served(seeded_stack, version)
+
+    response = search(seeded_stack, "red circle", k=5)
+    assert response["index_version"] == version
+    hits = response["results"]
+    assert hits and all(hit["key"] in seeded_stack.scenes for hit in hits)
+    # Two red circles among 60 scenes of 40 kinds: one must rank in the top 3.
+    assert any(describes(seeded_stack.scenes[h["key"]], "red circle") for h in hits[:3]), hits
+    top = next(h["key"] for h in hits if describes(seeded_stack.scenes[h["key"]], "red circle"))
+    with urlopen(hits[0]["url"], timeout=30) as image:
+        assert image.read(3) == b"\xff\xd8\xff", "the presigned URL serves the JPEG"
+
+    s3.delete_object(Bucket=seeded_stack.target.bucket, Key=top)
+    seeded_stack.stack.wait_for_ingestion(timeout=60)
+    deadline = time.monotonic() + 15
+    while top in {h["key"] for h in search(seeded_stack, "red circle", k=20)["results"]}:
+        assert time.monotonic() < deadline, f"{top} still found after its deletion"
+        time.sleep(0.5)
+    similar = f"{seeded_stack.target.api_url}/images/{quote(top, safe='')}/similar"
+    with pytest.raises(Exception, match="404"):
+        get_json(similar)
+
+
+def test_busy_ports_are_reported(seeded_stack: Seeded, tmp_path: Path) -> None:
+    api_port = int(seeded_stack.target.api_url.rsplit(":", 1)[1])
+    aws_port = int(seeded_stack.target.aws_endpoint.rsplit(":", 1)[1])
+    for ports, flag in (((0, api_port), "--api-port"), ((aws_port, 0), "--aws-port")):
+        config = LocalStackConfig(
+            aws_port=ports[0], api_port=ports[1], state_file=tmp_path / "local.json"
+        )
+        with pytest.raises(PortInUse, match=flag):
+            LocalStack(config).start()
+    assert not (tmp_path / "local.json").exists()
+
+
+def _port_open(url: str) -> bool:
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, int(port))) == 0
+
+
+def test_local_up_serves_until_interrupted(tmp_path: Path) -> None:
+    """``imgsearch local up --no-demo`` writes the state file, serves, and stops on Ctrl-C."""
+    process = subprocess.Popen(
+        [IMGSEARCH, "local", "up", "--no-demo",
+         "--aws-port", "0", "--api-port", "0"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    state_file = tmp_path / ".imgsearch" / "local.json"
+    try:
+        deadline = time.monotonic() + 90
+        while not state_file.exists():
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < deadline, "no state file after 90 s"
+            time.sleep(0.3)
+        state = json.loads(state_file.read_text())
+        assert get_json(state["api_url"] + "/health")["status"] == "no_index"
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "serving: open" in output and "local stack stopped" in output, output
+    assert not state_file.exists()
+    assert not _port_open(state["api_url"]) and not _port_open(state["aws_endpoint"])

@@ -1,0 +1,106 @@
+"""The search page in headless Chromium on the local stack: type, see results, "more like this".
+
+Debian's ``chromium`` and ``chromium-driver`` (``make e2e-deps`` installs them), driven by
+Selenium. ``IMGSEARCH_UPDATE_SCREENSHOT=1`` also saves ``docs/search-page.png`` for the README.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from stack_support import Seeded
+
+from imgsearch.synthetic import describes
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "search-page.png"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+        reason="needs Debian's chromium and chromium-driver (make e2e-deps)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    # A closed network: no background calls home, no QUIC, a fresh profile.
+    for flag in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--window-size=1280,1000",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(
+        options=options, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER))
+    )
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def result_keys(driver: webdriver.Chrome) -> list[str]:
+    # One script call: the grid may be re-rendered between two element lookups.
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#results .result'), r => r.dataset.key)"
+    )
+
+
+def test_type_a_query_see_results_click_more_like_this(
+    seeded_stack: Seeded, browser: webdriver.Chrome
+) -> None:
+    wait = WebDriverWait(browser, 30)
+    browser.get(seeded_stack.target.api_url + "/")
+    # The footer fills in from GET /version: model and serving index.
+    wait.until(lambda d: d.find_element(By.ID, "index-version").text.strip() not in ("", "…"))
+    assert browser.find_element(By.ID, "upload").get_attribute("type") == "file"
+
+    box = browser.find_element(By.ID, "q")
+    box.send_keys("yellow star", Keys.ENTER)
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#results .result")))
+    keys = result_keys(browser)
+    assert any(describes(seeded_stack.scenes[key], "yellow star") for key in keys[:3]), keys
+    first = browser.find_element(By.CSS_SELECTOR, "#results .result")
+    top = first.get_attribute("data-key")
+    assert float(first.find_element(By.CSS_SELECTOR, ".score").text) > 0
+    image = first.find_element(By.TAG_NAME, "img")
+    wait.until(lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 0)
+
+    if os.environ.get("IMGSEARCH_UPDATE_SCREENSHOT") == "1":
+        wait.until(
+            lambda d: all(
+                d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i)
+                for i in d.find_elements(By.CSS_SELECTOR, "#results img")
+            )
+        )
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        assert browser.save_screenshot(str(SCREENSHOT))
+
+    before = result_keys(browser)
+    first.find_element(By.CSS_SELECTOR, ".similar").click()
+    wait.until(lambda d: "images like" in d.find_element(By.ID, "status").text)
+    wait.until(lambda d: result_keys(d) and result_keys(d) != before)
+    similar = result_keys(browser)
+    assert top not in similar, "more like this leaves the image itself out"
+    assert all(key in seeded_stack.scenes for key in similar)
+    kind = seeded_stack.scenes[top].kind
+    assert any(set(seeded_stack.scenes[key].kind) & set(kind) for key in similar[:3]), (
+        "a top-3 similar image shares the colour or the shape"
+    )
