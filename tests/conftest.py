@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# Loads onnxruntime before any test module imports usearch (see imgsearch/__init__.py).
+import imgsearch  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = ROOT / "functions"
 DEMO_BUNDLE = ROOT / "models" / "demo-clip"

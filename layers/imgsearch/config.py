@@ -114,7 +114,8 @@ class ModelSettings:
 class IndexSettings:
     prefix: str = "indexes/"
     snapshot_prefix: str = "snapshots/"
-    dtype: str = "i8"
+    dtype: str = "f16"
+    """f16: i8 caps recall@10 near 0.92 on 512-d unit vectors (benchmarks/index.py)."""
     connectivity: int = 16
     expansion_add: int = 128
     expansion_search: int = 64
@@ -142,6 +143,8 @@ class ApiSettings:
     max_k: int = 100
     presign_seconds: int = 900
     query_cache_size: int = 256
+    deleted_refresh_seconds: float = 1.0
+    """How stale the query function's set of deleted keys may get (0: checked every search)."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,7 @@ class Settings:
             index=IndexSettings(
                 prefix=read.str("INDEX_PREFIX", "indexes/"),
                 snapshot_prefix=read.str("SNAPSHOT_PREFIX", "snapshots/"),
-                dtype=read.choice("INDEX_DTYPE", "i8", ("f32", "f16", "i8")),
+                dtype=read.choice("INDEX_DTYPE", "f16", ("f32", "f16", "i8")),
                 connectivity=read.int("INDEX_CONNECTIVITY", 16),
                 expansion_add=read.int("INDEX_EXPANSION_ADD", 128),
                 expansion_search=read.int("INDEX_EXPANSION_SEARCH", 64),
@@ -206,6 +209,7 @@ class Settings:
                 max_k=read.int("MAX_K", 100),
                 presign_seconds=read.int("PRESIGN_SECONDS", 900),
                 query_cache_size=read.int("QUERY_CACHE_SIZE", 256),
+                deleted_refresh_seconds=read.float("DELETED_REFRESH_SECONDS", 1.0),
             ),
         )
 

@@ -17,7 +17,17 @@ from collections.abc import Sequence
 from imgsearch import __version__
 
 # Command-group modules, in the order ``--help`` lists them.
-COMMAND_MODULES = ("embed", "model", "demo")
+COMMAND_MODULES = (
+    "embed",
+    "model",
+    "local",
+    "upload",
+    "search",
+    "stats",
+    "dlq",
+    "index",
+    "pipeline",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,34 @@
+"""Validate step of the index pipeline: measure the built version, write its report.json.
+
+Handler ``validate_index.app.handler``. Input: ``{"snapshot": ..., "build": ...}``. Output:
+``ValidationOutcome.to_dict()``; the Gate state reads ``passed``. The model is loaded only when a
+golden set exists. Logic lives in ``imgsearch.index.validate``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from imgsearch.config import Settings
+from imgsearch.index.build import BuildResult
+from imgsearch.index.snapshot import SnapshotManifest
+from imgsearch.index.validate import validate_version
+from imgsearch.ingest import AWS_CONFIG
+
+settings = Settings.from_env()
+settings.require("bucket")
+logger = Logger()
+tracer = Tracer()
+s3 = boto3.client("s3", region_name=settings.region, config=AWS_CONFIG)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    manifest = SnapshotManifest.from_dict(event["snapshot"])
+    build = BuildResult.from_dict(event["build"])
+    return validate_version(settings, s3, manifest, build).to_dict()

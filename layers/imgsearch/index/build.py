@@ -1,0 +1,160 @@
+"""Build: a usearch HNSW index over a snapshot, keyed by the stable 63-bit image ids.
+
+Cosine metric; the stored scalar type (``i8`` by default, or ``f16``/``f32``), connectivity and
+expansion come from ``settings.index``. Vectors are added in batches straight from the
+snapshot's float16 memmap, on every thread the function has::
+
+    index = build_index(local.vectors, local.ids, settings.index, threads=6)
+    result = build_version(settings, s3, manifest)   # uploads indexes/<version>/index.usearch, keys
+
+The saved file carries its metric, scalar type and dimensions, so the query function opens it
+with ``Index.restore(path, view=True)`` and gets the same index back.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from usearch.index import Index
+
+from imgsearch.config import IndexSettings, Settings
+from imgsearch.index.artifacts import INDEX_FILE, KEYS_FILE, KeyTable, new_version, version_key
+from imgsearch.index.snapshot import LocalSnapshot, SnapshotManifest
+from imgsearch.store import now_iso
+
+logger = logging.getLogger(__name__)
+
+METRIC = "cos"
+ADD_BATCH = 65_536
+"""Rows converted and added per call: bounds the float32 copy usearch makes of each batch."""
+
+
+class BuildError(RuntimeError):
+    """The snapshot cannot become an index (duplicate ids, or the index lost vectors)."""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What the Build step returns to the state machine (and Validate copies into the report)."""
+
+    version: str
+    index_key: str
+    keys_key: str
+    count: int
+    dim: int
+    metric: str
+    dtype: str
+    connectivity: int
+    expansion_add: int
+    expansion_search: int
+    threads: int
+    build_seconds: float
+    index_bytes: int
+    keys_bytes: int
+    memory_bytes: int
+    built_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BuildResult:
+        try:
+            return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        except TypeError as exc:
+            raise BuildError(f"not a build description: {exc}") from exc
+
+
+def new_index(dim: int, settings: IndexSettings) -> Index:
+    return Index(
+        ndim=dim,
+        metric=METRIC,
+        dtype=settings.dtype,
+        connectivity=settings.connectivity,
+        expansion_add=settings.expansion_add,
+        expansion_search=settings.expansion_search,
+    )
+
+
+def check_unique(ids: np.ndarray) -> None:
+    ordered = np.sort(ids)
+    clashes = ordered[1:][ordered[1:] == ordered[:-1]]
+    if len(clashes):
+        raise BuildError(f"{len(clashes)} duplicate image ids, e.g. {int(clashes[0])}")
+
+
+def build_index(
+    vectors: np.ndarray, ids: np.ndarray, settings: IndexSettings, threads: int
+) -> Index:
+    """Add ``vectors`` (rows, any float dtype) under ``ids`` to a new index, in batches."""
+    if len(vectors) != len(ids):
+        raise BuildError(f"{len(vectors)} vectors but {len(ids)} ids")
+    check_unique(ids)
+    index = new_index(vectors.shape[1], settings)
+    keys = ids.astype(np.uint64)
+    started = time.perf_counter()
+    for begin in range(0, len(ids), ADD_BATCH):
+        end = min(begin + ADD_BATCH, len(ids))
+        index.add(
+            keys[begin:end], np.asarray(vectors[begin:end], dtype=np.float32), threads=threads
+        )
+        logger.info(
+            "build: %d/%d vectors added (%.1f s)", end, len(ids), time.perf_counter() - started
+        )
+    if len(index) != len(ids):
+        raise BuildError(f"index holds {len(index)} vectors, snapshot {len(ids)}")
+    return index
+
+
+def build_version(
+    settings: Settings, s3: Any, manifest: SnapshotManifest, workdir: str | None = None
+) -> BuildResult:
+    """Download the snapshot, build, upload ``index.usearch`` and ``keys`` under a new version."""
+    version = new_version()
+    threads = settings.model.threads
+    with tempfile.TemporaryDirectory(dir=workdir) as name:
+        folder = Path(name)
+        local = LocalSnapshot.download(s3, settings.bucket, manifest, folder)
+        started = time.perf_counter()
+        index = build_index(local.vectors, local.ids, settings.index, threads)
+        build_seconds = time.perf_counter() - started
+        index_path, keys_path = folder / INDEX_FILE, folder / KEYS_FILE
+        index.save(str(index_path))
+        KeyTable.write(keys_path, local.ids, local.keys())
+        index_key = version_key(settings.index.prefix, version, INDEX_FILE)
+        keys_key = version_key(settings.index.prefix, version, KEYS_FILE)
+        s3.upload_file(str(index_path), settings.bucket, index_key)
+        s3.upload_file(str(keys_path), settings.bucket, keys_key)
+        result = BuildResult(
+            version=version,
+            index_key=index_key,
+            keys_key=keys_key,
+            count=len(index),
+            dim=manifest.dim,
+            metric=METRIC,
+            dtype=settings.index.dtype,
+            connectivity=settings.index.connectivity,
+            expansion_add=settings.index.expansion_add,
+            expansion_search=settings.index.expansion_search,
+            threads=threads,
+            build_seconds=round(build_seconds, 3),
+            index_bytes=index_path.stat().st_size,
+            keys_bytes=keys_path.stat().st_size,
+            memory_bytes=int(index.memory_usage),
+            built_at=now_iso(),
+        )
+    logger.info(
+        "build: version %s, %d vectors, %.1f s on %d threads, %d bytes",
+        version,
+        result.count,
+        result.build_seconds,
+        threads,
+        result.index_bytes,
+    )
+    return result

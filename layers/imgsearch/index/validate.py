@@ -1,0 +1,400 @@
+"""Validate: measure a built version, write every figure to its ``report.json``, apply the gates.
+
+Four checks, thresholds from ``settings.gate``:
+
+1. ANN quality - recall@10 of the index (at the serving ``expansion_search``) against exact
+   search over the snapshot's vectors, on ``sample_queries`` stored vectors with noise added,
+   plus the golden set's text queries when there is one. Gate: ``>= min_recall``.
+2. Completeness - every snapshot id is in the index and resolves to its key; counts match.
+3. Retrieval quality - with a golden set (``golden_key`` in the bucket, JSON lines
+   ``{"query": "red circle", "relevant": ["images/a.png", ...]}``): precision@10, recall@10,
+   nDCG@10 and MRR. Gate: none falls more than ``quality_margin`` below the serving index's
+   figures on the same golden set (same sha256).
+4. Latency - single-query search on the probe queries, one thread: p50/p99. Gate: p99
+   ``<= max_p99_ms``.
+
+The step never raises for a failed gate: it returns ``passed: false`` and the state machine's
+Gate state rejects the version::
+
+    outcome = validate_version(settings, s3, manifest, build)
+    outcome.passed, outcome.summary, outcome.headline["recall_at_10"]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from botocore.exceptions import ClientError
+from usearch.index import Index
+from usearch.index import search as exact_search
+
+from imgsearch.config import GateSettings, Settings
+from imgsearch.evaluation import score_rankings
+from imgsearch.index.artifacts import INDEX_FILE, KEYS_FILE, KeyTable
+from imgsearch.index.build import METRIC, BuildResult
+from imgsearch.index.snapshot import LocalSnapshot, SnapshotManifest
+from imgsearch.index.versions import read_report, write_report
+from imgsearch.keys import image_id
+from imgsearch.store import now_iso
+
+logger = logging.getLogger(__name__)
+
+K = 10
+QUERY_NOISE = 0.25
+"""Norm of the random offset added to a stored (unit) vector to make a probe query."""
+QUALITY_METRICS = (f"precision_at_{K}", f"recall_at_{K}", f"ndcg_at_{K}", "mrr")
+HEADLINE_NAMES = {f"recall_at_{K}": f"golden_recall_at_{K}"}
+
+
+class GoldenSetError(ValueError):
+    """The golden set in the bucket is not valid JSON lines of {"query", "relevant"}."""
+
+
+class TextEncoder(Protocol):
+    model_id: str
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    passed: bool
+    value: float | int | str | None
+    op: str
+    """How ``value`` must compare with ``threshold``: ``>=``, ``<=`` or ``==``."""
+    threshold: float | int | str | None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class GoldenSet:
+    queries: list[str]
+    relevant: list[frozenset[str]]
+    sha256: str
+    key: str
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    """What the Validate step returns: the Gate state reads ``passed``."""
+
+    version: str
+    passed: bool
+    summary: str
+    report_key: str
+    headline: dict[str, float]
+    failed_gates: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_golden(body: bytes, key: str) -> GoldenSet:
+    queries: list[str] = []
+    relevant: list[frozenset[str]] = []
+    for number, line in enumerate(body.decode("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise GoldenSetError(f"{key} line {number}: not JSON ({exc.msg})") from exc
+        query, keys = (
+            (item.get("query"), item.get("relevant")) if isinstance(item, dict) else (0, 0)
+        )
+        if not isinstance(query, str) or not query.strip():
+            raise GoldenSetError(f'{key} line {number}: "query" must be a non-empty string')
+        if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+            raise GoldenSetError(f'{key} line {number}: "relevant" must be a list of S3 keys')
+        queries.append(query)
+        relevant.append(frozenset(keys))
+    if not queries:
+        raise GoldenSetError(f"{key} holds no queries")
+    return GoldenSet(queries, relevant, hashlib.sha256(body).hexdigest(), key)
+
+
+def load_golden(s3: Any, bucket: str, key: str) -> GoldenSet | None:
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+    return parse_golden(body, key)
+
+
+def noisy_queries(vectors: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` stored vectors (without replacement when possible), each moved a little."""
+    rows = rng.choice(len(vectors), size=count, replace=count > len(vectors))
+    base = np.asarray(vectors[np.sort(rows)], dtype=np.float32)
+    base /= np.maximum(np.linalg.norm(base, axis=1, keepdims=True), 1e-12)
+    noise = rng.standard_normal(base.shape).astype(np.float32)
+    noise *= QUERY_NOISE / np.linalg.norm(noise, axis=1, keepdims=True)
+    queries = base + noise
+    return queries / np.linalg.norm(queries, axis=1, keepdims=True)
+
+
+def ann_recall(
+    index: Index, vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, threads: int
+) -> float:
+    """Mean share of the exact top-``K`` (brute force over ``vectors``) that the index returns."""
+    k = min(K, len(ids))
+    approx = index.search(queries, k, threads=threads)
+    exact = exact_search(vectors, queries, k, METRIC, exact=True, threads=threads)
+    hits = 0
+    for row in range(len(queries)):
+        found = set(approx.keys[row][: approx.counts[row]].tolist())
+        truth = ids[exact.keys[row][: exact.counts[row]].astype(np.int64)]
+        hits += sum(1 for i in truth.tolist() if i in found)
+    return hits / (k * len(queries))
+
+
+def check_completeness(
+    index: Index, table: KeyTable, ids: np.ndarray, keys: Sequence[str]
+) -> dict[str, Any]:
+    """Every snapshot id in the index and in the key table, resolving to the snapshot's key."""
+    in_index = np.asarray(index.contains(ids.astype(np.uint64)), dtype=bool)
+    wrong_keys = [
+        key for image_id, key in zip(ids.tolist(), keys, strict=True) if table.key(image_id) != key
+    ]
+    figures = {
+        "snapshot_count": len(ids),
+        "index_count": len(index),
+        "key_table_count": len(table),
+        "missing_from_index": int((~in_index).sum()),
+        "wrong_or_missing_keys": len(wrong_keys),
+    }
+    figures["complete"] = (
+        figures["missing_from_index"] == 0
+        and figures["wrong_or_missing_keys"] == 0
+        and len(index) == len(table) == len(ids)
+    )
+    if wrong_keys:
+        figures["example_wrong_key"] = wrong_keys[0]
+    return figures
+
+
+def measure_latency(index: Index, queries: np.ndarray, k: int = K) -> dict[str, float]:
+    """Single-query, single-thread search times, as the query API runs them."""
+    for query in queries[: min(5, len(queries))]:
+        index.search(query, k, threads=1)  # warm caches before timing
+    timings = []
+    for query in queries:
+        started = time.perf_counter()
+        index.search(query, k, threads=1)
+        timings.append((time.perf_counter() - started) * 1000)
+    return {
+        "probes": len(timings),
+        "p50_ms": round(float(np.percentile(timings, 50)), 4),
+        "p99_ms": round(float(np.percentile(timings, 99)), 4),
+        "max_ms": round(float(np.max(timings)), 4),
+    }
+
+
+def retrieval_quality(
+    index: Index, table: KeyTable, text_vectors: np.ndarray, golden: GoldenSet, threads: int
+) -> dict[str, Any]:
+    matches = index.search(text_vectors, K, threads=threads)
+    rankings = [
+        table.lookup(matches.keys[row][: matches.counts[row]]) for row in range(len(golden.queries))
+    ]
+    scores = score_rankings(rankings, golden.relevant, k=K).as_dict()
+    known = set()
+    for relevant in golden.relevant:
+        known |= {k for k in relevant if table.key(image_id(k)) == k}
+    total = len(set().union(*golden.relevant))
+    return {
+        **{name: round(float(value), 6) for name, value in scores.items()},
+        "golden_key": golden.key,
+        "golden_sha256": golden.sha256,
+        "relevant_keys": total,
+        "relevant_keys_not_indexed": total - len(known),
+    }
+
+
+def quality_gates(
+    quality: dict[str, Any], baseline: dict[str, Any] | None, gate: GateSettings
+) -> list[Gate]:
+    """Each metric against the serving index's on the same golden set, less the margin."""
+    if not baseline or baseline.get("golden_sha256") != quality["golden_sha256"]:
+        detail = "no serving figures on this golden set to compare with"
+        return [Gate("retrieval_quality", True, None, ">=", None, detail)]
+    gates = []
+    for name in QUALITY_METRICS:
+        floor = round(float(baseline[name]) - gate.quality_margin, 6)
+        gates.append(
+            Gate(
+                name,
+                quality[name] >= floor,
+                quality[name],
+                ">=",
+                floor,
+                f"serving {baseline[name]:.4f} - margin {gate.quality_margin}",
+            )
+        )
+    return gates
+
+
+def serving_report(
+    settings: Settings, s3: Any, manifest: SnapshotManifest
+) -> dict[str, Any] | None:
+    """The report of the version serving when the snapshot was taken (the baseline)."""
+    if not manifest.serving_version:
+        return None
+    return read_report(s3, settings.bucket, settings.index.prefix, manifest.serving_version)
+
+
+def default_text_encoder(settings: Settings, s3: Any) -> TextEncoder:
+    from imgsearch.model import ClipModel
+
+    return ClipModel.load(
+        settings.model.uri,
+        threads=settings.model.threads,
+        cache_dir=settings.model.cache_dir,
+        s3_client=s3,
+    )
+
+
+def validate_version(
+    settings: Settings,
+    s3: Any,
+    manifest: SnapshotManifest,
+    build: BuildResult,
+    text_encoder: Callable[[Settings, Any], TextEncoder] = default_text_encoder,
+    workdir: str | None = None,
+) -> ValidationOutcome:
+    """Measure ``build.version``, write its ``report.json``, return whether every gate passed."""
+    gate = settings.gate
+    threads = settings.model.threads
+    golden = load_golden(s3, settings.bucket, gate.golden_key)
+    rng = np.random.default_rng(
+        int(hashlib.blake2b(build.version.encode(), digest_size=8).hexdigest(), 16)
+    )
+    gates: list[Gate] = []
+    report: dict[str, Any] = {
+        "version": build.version,
+        "model": manifest.model,
+        "snapshot": manifest.to_dict(),
+        "build": build.to_dict(),
+        "gate_settings": asdict(gate),
+    }
+    with tempfile.TemporaryDirectory(dir=workdir) as name:
+        folder = Path(name)
+        local = LocalSnapshot.download(s3, settings.bucket, manifest, folder)
+        for key, file in ((build.index_key, INDEX_FILE), (build.keys_key, KEYS_FILE)):
+            s3.download_file(settings.bucket, key, str(folder / ("built-" + file)))
+        index = Index.restore(str(folder / ("built-" + INDEX_FILE)), view=True)
+        if index is None:
+            raise RuntimeError(f"{build.index_key} is not a usearch index")
+        index.expansion_search = settings.index.expansion_search
+        table = KeyTable.open(folder / ("built-" + KEYS_FILE))
+
+        probes = noisy_queries(local.vectors, gate.sample_queries, rng)
+        text_vectors = None
+        if golden is not None:
+            encoder = text_encoder(settings, s3)
+            if encoder.model_id != manifest.model:
+                gates.append(
+                    Gate(
+                        "query_model",
+                        False,
+                        encoder.model_id,
+                        "==",
+                        manifest.model,
+                        "the configured bundle would embed queries with another model",
+                    )
+                )
+            else:
+                text_vectors = encoder.encode_text(golden.queries).astype(np.float32)
+        queries = probes if text_vectors is None else np.vstack([probes, text_vectors])
+
+        recall = ann_recall(index, local.vectors, local.ids, queries, threads)
+        report["ann"] = {
+            f"recall_at_{K}": round(recall, 6),
+            "queries": len(queries),
+            "noisy_vector_queries": len(probes),
+            "text_queries": 0 if text_vectors is None else len(text_vectors),
+            "query_noise": QUERY_NOISE,
+            "expansion_search": settings.index.expansion_search,
+            "ground_truth": "usearch exact search over the snapshot's float16 vectors",
+        }
+        gates.append(
+            Gate(
+                f"ann_recall_at_{K}",
+                recall >= gate.min_recall,
+                round(recall, 6),
+                ">=",
+                gate.min_recall,
+            )
+        )
+
+        completeness = check_completeness(index, table, local.ids, local.keys())
+        report["completeness"] = completeness
+        gates.append(
+            Gate(
+                "completeness",
+                completeness["complete"],
+                completeness["missing_from_index"] + completeness["wrong_or_missing_keys"],
+                "==",
+                0,
+                "ids missing from the index + ids whose key is wrong or missing",
+            )
+        )
+
+        if golden is not None and text_vectors is not None:
+            quality = retrieval_quality(index, table, text_vectors, golden, threads)
+            baseline = serving_report(settings, s3, manifest)
+            quality["baseline_version"] = manifest.serving_version
+            report["quality"] = quality
+            gates.extend(quality_gates(quality, (baseline or {}).get("quality"), gate))
+
+        latency = measure_latency(index, probes)
+        report["latency"] = latency
+        gates.append(
+            Gate(
+                "p99_ms",
+                latency["p99_ms"] <= gate.max_p99_ms,
+                latency["p99_ms"],
+                "<=",
+                gate.max_p99_ms,
+            )
+        )
+
+    failed = [g.name for g in gates if not g.passed]
+    headline = {
+        f"recall_at_{K}": report["ann"][f"recall_at_{K}"],
+        "p50_ms": latency["p50_ms"],
+        "p99_ms": latency["p99_ms"],
+    }
+    if "quality" in report:
+        # recall_at_10 is the ANN figure; the golden set's recall gets its own name.
+        quality = report["quality"]
+        headline.update({HEADLINE_NAMES.get(name, name): quality[name] for name in QUALITY_METRICS})
+    summary = (
+        f"version {build.version}: every gate passed"
+        if not failed
+        else f"version {build.version} rejected: "
+        + "; ".join(
+            f"{g.name} = {g.value} (needs {g.op} {g.threshold})" for g in gates if not g.passed
+        )
+    )
+    report.update(
+        gates=[asdict(g) for g in gates],
+        passed=not failed,
+        summary=summary,
+        headline=headline,
+        validated_at=now_iso(),
+    )
+    report_key = write_report(s3, settings.bucket, settings.index.prefix, build.version, report)
+    logger.info(summary)
+    return ValidationOutcome(build.version, not failed, summary, report_key, headline, failed)

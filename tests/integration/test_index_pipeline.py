@@ -1,0 +1,432 @@
+"""The index pipeline end to end: the real ASL file in moto's Step Functions interpreter, each
+Lambda task dispatched to the real handler, against moto S3, DynamoDB and SNS.
+
+Stored embeddings are four kinds of "image" (red/blue x circle/square), each the tiny test
+bundle's text embedding of its caption plus noise, so the golden set's text queries have known
+answers and the Validate step measures real retrieval figures.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+from tiny_bundle import make_tiny_bundle
+from usearch.index import Index
+
+from imgsearch.cli import main
+from imgsearch.index.artifacts import KeyTable, read_current
+from imgsearch.keys import image_id
+from imgsearch.local.lambda_dispatch import (
+    PIPELINE_HANDLERS,
+    create_state_machine,
+    install_lambda_dispatch,
+    load_handler,
+    register_functions,
+)
+from imgsearch.model import ClipModel
+from imgsearch.store import EmbeddingRecord, EmbeddingStore, now_iso, table_definition
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFINITION = ROOT / "statemachine" / "index_pipeline.asl.json"
+BUCKET = "imgsearch-pipeline-test"
+TABLE = "imgsearch-pipeline-embeddings"
+REGION = "us-east-1"
+KINDS = ("red circle", "red square", "blue circle", "blue square")
+PER_KIND = 40
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny", dim=32)
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, bundle: Path, tmp_path: Path) -> pytest.MonkeyPatch:
+    values = {
+        "IMGSEARCH_BUCKET": BUCKET,
+        "IMGSEARCH_TABLE": TABLE,
+        "IMGSEARCH_ALERTS_TOPIC_ARN": f"arn:aws:sns:{REGION}:123456789012:imgsearch-alerts",
+        "IMGSEARCH_MODEL_URI": str(bundle),
+        "IMGSEARCH_MODEL_CACHE_DIR": str(tmp_path / "models"),
+        "IMGSEARCH_THREADS": "2",
+        "IMGSEARCH_SCAN_SEGMENTS": "3",
+        "IMGSEARCH_GATE_SAMPLE_QUERIES": "60",
+        "IMGSEARCH_INDEX_KEEP_VERSIONS": "2",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+class Stack:
+    """moto resources, the state machine and the dispatch of its tasks to the real handlers."""
+
+    def __init__(self, bundle: Path) -> None:
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.lambda_ = boto3.client("lambda", region_name=REGION)
+        self.sns = boto3.client("sns", region_name=REGION)
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        iam = boto3.client("iam", region_name=REGION)
+        self.s3.create_bucket(Bucket=BUCKET)
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        dynamodb.create_table(**table_definition(TABLE))
+        self.store = EmbeddingStore(TABLE, dynamodb)
+        self.topic = self.sns.create_topic(Name="imgsearch-alerts")["TopicArn"]
+        # An SQS subscription lets the test read what the alerts topic received.
+        self.alerts_queue = self.sqs.create_queue(QueueName="alerts")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(
+            QueueUrl=self.alerts_queue, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+        self.sns.subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=queue_arn)
+        # Not a state of the pipeline: its own function (and the CLI's command).
+        register_functions(
+            self.lambda_, iam, {"RollbackIndexFunction": "rollback_index.app.handler"}
+        )
+        self.arn = create_state_machine(
+            self.sfn, self.lambda_, iam, DEFINITION, {"AlertsTopicArn": self.topic}
+        )
+        self.model = ClipModel.load(bundle)
+        self.runs = 0
+
+    def put_images(self, kinds: tuple[str, ...] = KINDS, per_kind: int = PER_KIND) -> None:
+        rng = np.random.default_rng(len(kinds) * per_kind)
+        centres = self.model.encode_text(list(kinds))
+        for kind, centre in zip(kinds, centres, strict=True):
+            for n in range(per_kind):
+                key = f"images/{kind.replace(' ', '-')}/{n:03d}.png"
+                vector = centre + 0.5 * rng.standard_normal(centre.shape) / np.sqrt(len(centre))
+                self.store.put(
+                    EmbeddingRecord(
+                        key=key,
+                        model=self.model.model_id,
+                        id=image_id(key),
+                        status="ok",
+                        sequencer="1",
+                        updated_at=now_iso(),
+                        vector=vector / np.linalg.norm(vector),
+                    )
+                )
+
+    def put_golden(self, kinds: tuple[str, ...] = KINDS) -> None:
+        lines = [
+            json.dumps(
+                {
+                    "query": kind,
+                    "relevant": [
+                        f"images/{kind.replace(' ', '-')}/{n:03d}.png" for n in range(PER_KIND)
+                    ],
+                }
+            )
+            for kind in kinds
+        ]
+        self.s3.put_object(Bucket=BUCKET, Key="eval/golden.jsonl", Body="\n".join(lines).encode())
+
+    def start(self, payload: dict[str, Any] | None = None, name: str = "") -> str:
+        self.runs += 1
+        return self.sfn.start_execution(
+            stateMachineArn=self.arn,
+            name=name or f"run-{self.runs}",
+            input=json.dumps(payload or {}),
+        )["executionArn"]
+
+    def wait(self, execution: str, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            described = self.sfn.describe_execution(executionArn=execution)
+            if described["status"] != "RUNNING":
+                return described
+            time.sleep(0.1)
+        raise AssertionError(f"execution {execution} still running after {timeout} s")
+
+    def run(self, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.wait(self.start(payload))
+
+    def current_version(self) -> str | None:
+        current = read_current(self.s3, BUCKET)
+        return current.version if current else None
+
+    def report(self, version: str) -> dict[str, Any]:
+        body = self.s3.get_object(Bucket=BUCKET, Key=f"indexes/{version}/report.json")["Body"]
+        return json.loads(body.read())
+
+    def alerts(self) -> list[dict[str, Any]]:
+        messages = self.sqs.receive_message(
+            QueueUrl=self.alerts_queue, MaxNumberOfMessages=10, WaitTimeSeconds=0
+        ).get("Messages", [])
+        return [json.loads(m["Body"]) for m in messages]
+
+
+def fresh_routes() -> dict[str, Any]:
+    """The real handlers, re-imported so they read this test's environment."""
+    routes = {}
+    for logical_id, spec in PIPELINE_HANDLERS.items():
+        module = spec.rpartition(".")[0]
+        if module in sys.modules:
+            importlib.reload(sys.modules[module])
+        routes[logical_id] = load_handler(spec)
+    return routes
+
+
+@pytest.fixture
+def stack(env: pytest.MonkeyPatch, bundle: Path) -> Iterator[tuple[Stack, Any]]:
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        stack = Stack(bundle)
+        with install_lambda_dispatch(fresh_routes()) as dispatch:
+            yield stack, dispatch
+
+
+def test_successful_run_publishes_a_version_whose_report_holds_every_figure(stack) -> None:
+    stack, dispatch = stack
+    stack.put_images()
+    stack.put_golden()
+
+    result = stack.run()
+
+    assert result["status"] == "SUCCEEDED", result
+    output = json.loads(result["output"])
+    version = output["build"]["version"]
+    current = read_current(stack.s3, BUCKET)
+    assert current is not None and current.version == version
+    assert current.count == len(KINDS) * PER_KIND
+    assert current.model == "tiny@1"
+    report = stack.report(version)
+    assert report["passed"] is True
+    assert report["ann"]["recall_at_10"] >= 0.95
+    assert report["ann"]["text_queries"] == len(KINDS)
+    assert report["completeness"]["complete"] is True
+    assert report["completeness"]["snapshot_count"] == len(KINDS) * PER_KIND
+    for name in ("precision_at_10", "recall_at_10", "ndcg_at_10", "mrr"):
+        assert 0 <= report["quality"][name] <= 1
+    assert report["quality"]["precision_at_10"] > 0.9  # the kinds are well separated
+    assert report["latency"]["p99_ms"] >= report["latency"]["p50_ms"] > 0
+    assert report["build"]["build_seconds"] > 0 and report["build"]["dtype"] == "f16"
+    assert {g["name"] for g in report["gates"]} >= {"ann_recall_at_10", "completeness", "p99_ms"}
+    assert current.headline["recall_at_10"] == report["ann"]["recall_at_10"]
+    assert current.headline["precision_at_10"] == report["quality"]["precision_at_10"]
+    # The query function opens the published index this way.
+    stack.s3.download_file(BUCKET, f"indexes/{version}/index.usearch", "/tmp/pipeline-test.usearch")
+    index = Index.restore("/tmp/pipeline-test.usearch", view=True)
+    assert index is not None and len(index) == current.count
+    assert str(index.metric).endswith("Cos") and str(index.dtype).endswith("F16")
+    keys = KeyTable(
+        stack.s3.get_object(Bucket=BUCKET, Key=f"indexes/{version}/keys")["Body"].read()
+    )
+    assert keys.key(image_id("images/red-circle/000.png")) == "images/red-circle/000.png"
+    # The snapshot is removed once its index serves; every task ran once.
+    assert "Contents" not in stack.s3.list_objects_v2(Bucket=BUCKET, Prefix="snapshots/")
+    assert [len(dispatch.calls(f)) for f in ("SnapshotFunction", "PublishIndexFunction")] == [1, 1]
+
+
+def history_states(stack: Stack, execution: str) -> list[str]:
+    events = stack.sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+    return [e["stateExitedEventDetails"]["name"] for e in events if "stateExitedEventDetails" in e]
+
+
+def use_local_target(stack: Stack, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator commands' local state file, pointing at the moto resources."""
+    monkeypatch.chdir(folder)
+    state = Path(".imgsearch/local.json")
+    state.parent.mkdir()
+    state.write_text(
+        json.dumps(
+            {
+                "region": REGION,
+                "bucket": BUCKET,
+                "table": TABLE,
+                "state_machine_arn": stack.arn,
+                "alerts_topic_arn": stack.topic,
+            }
+        )
+    )
+
+
+def test_skip_force_rollback_and_list(
+    stack, env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack, dispatch = stack
+    stack.put_images()
+    use_local_target(stack, tmp_path, env)
+
+    assert main(["pipeline", "run", "--wait"]) == 0
+    printed = capsys.readouterr().out
+    states = [line.split()[1] for line in printed.splitlines() if line.startswith("  ok")]
+    assert states == ["Snapshot", "Changed?", "Build", "Validate", "Gate", "Publish", "Published"]
+    v1 = stack.current_version()
+    assert f"published {v1}" in printed and "recall_at_10" in printed
+
+    # Same embedding set: the run stops after the snapshot and says why.
+    skipped = stack.start()
+    result = stack.wait(skipped)
+    assert result["status"] == "SUCCEEDED"
+    output = json.loads(result["output"])
+    assert output["status"] == "skipped" and v1 in output["reason"]
+    assert history_states(stack, skipped) == ["Snapshot", "Changed?", "NothingChanged"]
+    assert len(dispatch.calls("BuildIndexFunction")) == 1
+    assert stack.current_version() == v1
+
+    # force rebuilds the same set; a changed set rebuilds without it.
+    assert stack.run({"force": True})["status"] == "SUCCEEDED"
+    v2 = stack.current_version()
+    assert v2 != v1 and read_current(stack.s3, BUCKET).previous == v1
+    stack.put_images(kinds=("green circle",), per_kind=5)  # unknown word: still a new vector
+    assert stack.run()["status"] == "SUCCEEDED"
+    v3 = stack.current_version()
+    assert read_current(stack.s3, BUCKET).count == len(KINDS) * PER_KIND + 5
+    # keep_versions=2: v1 is pruned once v3 publishes.
+    names = {
+        p["Prefix"]
+        for p in stack.s3.list_objects_v2(Bucket=BUCKET, Prefix="indexes/", Delimiter="/")[
+            "CommonPrefixes"
+        ]
+    }
+    assert names == {f"indexes/{v2}/", f"indexes/{v3}/"}
+
+    # The rollback function puts v2 back; a second rollback has nothing older left.
+    response = stack.lambda_.invoke(FunctionName="RollbackIndexFunction", Payload=b"{}")
+    assert "FunctionError" not in response, response["Payload"].read()
+    assert json.loads(response["Payload"].read())["version"] == v2
+    current = read_current(stack.s3, BUCKET)
+    assert current.version == v2 and current.previous == v3
+    response = stack.lambda_.invoke(FunctionName="RollbackIndexFunction", Payload=b"{}")
+    assert json.loads(response["Payload"].read())["errorType"] == "RollbackError"
+    response = stack.lambda_.invoke(
+        FunctionName="RollbackIndexFunction", Payload=json.dumps({"to": v3}).encode()
+    )
+    assert json.loads(response["Payload"].read())["version"] == v3
+
+    # The operator commands see the same.
+    capsys.readouterr()
+    assert main(["index", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["serving"] == v3
+    assert [(v["version"], v["serving"], v["status"]) for v in listed["versions"]] == [
+        (v2, False, "validated"),
+        (v3, True, "validated"),
+    ]
+    assert main(["index", "rollback", "--to", v2]) == 0
+    assert stack.current_version() == v2
+    assert main(["index", "rollback", "--to", "not-a-version"]) == 2
+    assert main(["pipeline", "history", "--json"]) == 0
+    history = json.loads(capsys.readouterr().out.splitlines()[-1])["executions"]
+    assert len(history) == 4 and {h["status"] for h in history} == {"SUCCEEDED"}
+
+
+def test_rejected_run_fails_and_leaves_the_serving_index(stack, env) -> None:
+    stack, dispatch = stack
+    stack.put_images()
+    stack.put_golden()
+    assert stack.run()["status"] == "SUCCEEDED"
+    serving = stack.current_version()
+    stack.alerts()  # drain
+
+    # A gate no index can pass: recall@10 >= 1.01.
+    env.setenv("IMGSEARCH_GATE_MIN_RECALL", "1.01")
+    dispatch.routes.update(fresh_routes())
+    execution = stack.start({"force": True}, name="rejected-run")
+    result = stack.wait(execution)
+
+    assert result["status"] == "FAILED"
+    assert result["error"] == "IndexPipeline.GateRejected"
+    assert "ann_recall_at_10" in result["cause"] and "needs >= 1.01" in result["cause"]
+    assert stack.current_version() == serving
+    assert history_states(stack, execution)[-3:] == ["Gate", "Rejected", "ReportFailure"]
+    failure = json.loads(
+        stack.s3.get_object(Bucket=BUCKET, Key="indexes/failures/rejected-run.json")["Body"].read()
+    )
+    assert failure["step"] == "Gate" and failure["serving_version"] == serving
+    rejected = stack.report(failure["version"])
+    assert rejected["passed"] is False and "quality" in rejected
+    assert [g["name"] for g in rejected["gates"] if not g["passed"]] == ["ann_recall_at_10"]
+    (alert,) = stack.alerts()
+    assert "failed at Gate" in alert["Subject"]
+    assert json.loads(alert["Message"])["execution_name"] == "rejected-run"
+    # Its snapshot stays for inspection (the bucket's lifecycle rule expires snapshots/).
+    assert failure["snapshot"].startswith("snapshots/")
+
+
+def test_transient_task_failure_is_retried(stack) -> None:
+    stack, dispatch = stack
+    stack.put_images()
+    dispatch.fail_next("BuildIndexFunction", "Lambda.TooManyRequestsException", times=1)
+    dispatch.fail_next("PublishIndexFunction", "Lambda.ServiceException", times=1)
+
+    result = stack.run()
+
+    assert result["status"] == "SUCCEEDED", result
+    assert [c.error for c in dispatch.calls("BuildIndexFunction")] == [
+        "Lambda.TooManyRequestsException",
+        "",
+    ]
+    assert [c.error for c in dispatch.calls("PublishIndexFunction")] == [
+        "Lambda.ServiceException",
+        "",
+    ]
+    assert stack.current_version() == json.loads(result["output"])["build"]["version"]
+
+
+def test_task_that_keeps_failing_is_caught_and_reported(stack) -> None:
+    stack, dispatch = stack
+    stack.put_images()
+    dispatch.fail_next("ValidateIndexFunction", "Lambda.ServiceException", times=10)
+
+    execution = stack.start(name="broken-validate")
+    result = stack.wait(execution)
+
+    assert result["status"] == "FAILED"
+    assert result["error"] == "Lambda.ServiceException"
+    assert result["cause"].startswith("Validate failed: Lambda was unable to run the function")
+    assert len(dispatch.calls("ValidateIndexFunction")) == 4  # the first try and 3 retries
+    assert stack.current_version() is None
+    failure = json.loads(
+        stack.s3.get_object(Bucket=BUCKET, Key="indexes/failures/broken-validate.json")[
+            "Body"
+        ].read()
+    )
+    assert failure["step"] == "Validate" and failure["error"] == "Lambda.ServiceException"
+    assert failure["version"]  # built, never validated: it will not serve
+    (alert,) = stack.alerts()
+    assert "failed at Validate" in alert["Subject"]
+
+
+def test_two_runs_racing_to_publish(stack) -> None:
+    stack, dispatch = stack
+    stack.put_images()
+    assert stack.run()["status"] == "SUCCEEDED"
+    first = stack.current_version()
+    # Both runs read current.json at their snapshot, then meet before publishing. S3 serialises
+    # conditional writes; moto does not, so the lock stands in for S3's atomicity.
+    barrier, lock = threading.Barrier(2, timeout=30), threading.Lock()
+    publish = dispatch.routes["PublishIndexFunction"]
+
+    def publish_after_both_validated(event: dict[str, Any], context: Any) -> Any:
+        barrier.wait()
+        with lock:
+            return publish(event, context)
+
+    dispatch.routes["PublishIndexFunction"] = publish_after_both_validated
+    runs = [stack.start({"force": True}, name=f"racer-{n}") for n in (1, 2)]
+    results = [stack.wait(run) for run in runs]
+
+    statuses = sorted(r["status"] for r in results)
+    assert statuses == ["FAILED", "SUCCEEDED"]
+    winner = next(r for r in results if r["status"] == "SUCCEEDED")
+    loser = next(r for r in results if r["status"] == "FAILED")
+    assert loser["error"] == "PublishConflict"
+    assert loser["cause"].startswith("Publish failed:")
+    current = read_current(stack.s3, BUCKET)
+    assert current.version == json.loads(winner["output"])["build"]["version"]
+    assert current.previous == first

@@ -1,0 +1,57 @@
+"""Building the usearch index: ids as keys, configured dtype, and a file the query side restores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from usearch.index import Index
+
+from imgsearch.config import IndexSettings
+from imgsearch.index.artifacts import KeyTable
+from imgsearch.index.build import BuildError, build_index
+
+
+def unit_vectors(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float16)
+
+
+@pytest.mark.parametrize("dtype", ["i8", "f16", "f32"])
+def test_saved_index_restores_as_a_view_with_its_metric_and_dtype(
+    dtype: str, tmp_path: Path
+) -> None:
+    vectors = unit_vectors(500)
+    ids = np.random.default_rng(1).integers(0, 2**63 - 1, size=500, dtype=np.int64)
+    index = build_index(vectors, ids, IndexSettings(dtype=dtype), threads=2)
+    index.save(str(tmp_path / "index.usearch"))
+
+    restored = Index.restore(str(tmp_path / "index.usearch"), view=True)
+
+    assert restored is not None and len(restored) == 500 and restored.ndim == 32
+    assert restored.metric.name == "Cos" and restored.dtype.name.lower() == dtype
+    found = restored.search(vectors[:20].astype(np.float32), 1)
+    assert found.keys[:, 0].astype(np.int64).tolist() == ids[:20].tolist()
+
+
+def test_ids_resolve_to_keys_through_the_key_table(tmp_path: Path) -> None:
+    keys = [f"images/{n}.jpg" for n in range(100)]
+    ids = np.arange(100, dtype=np.int64) * 7_919 + 3
+    KeyTable.write(tmp_path / "keys", ids, keys)
+    table = KeyTable.open(tmp_path / "keys")
+    index = build_index(unit_vectors(100), ids, IndexSettings(), threads=1)
+    match = index.search(unit_vectors(100)[42].astype(np.float32), 1)
+    assert table.key(int(match.keys[0])) == "images/42.jpg"
+
+
+def test_duplicate_ids_are_refused() -> None:
+    ids = np.array([1, 2, 2, 3], dtype=np.int64)
+    with pytest.raises(BuildError, match=r"1 duplicate image ids, e\.g\. 2"):
+        build_index(unit_vectors(4), ids, IndexSettings(), threads=1)
+
+
+def test_batches_cover_every_vector(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("imgsearch.index.build.ADD_BATCH", 64)
+    index = build_index(unit_vectors(300), np.arange(300, dtype=np.int64), IndexSettings(), 2)
+    assert len(index) == 300 and bool(np.all(index.contains(np.arange(300, dtype=np.uint64))))

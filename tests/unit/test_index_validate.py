@@ -1,0 +1,108 @@
+"""Validation figures and gates, on indexes small enough to reason about."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from imgsearch.config import GateSettings, IndexSettings
+from imgsearch.index.artifacts import KeyTable
+from imgsearch.index.build import build_index
+from imgsearch.index.validate import (
+    GoldenSetError,
+    ann_recall,
+    check_completeness,
+    measure_latency,
+    noisy_queries,
+    parse_golden,
+    quality_gates,
+)
+
+
+def data(n: int = 400, dim: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    vectors = np.random.default_rng(0).standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors.astype(np.float16), np.arange(n, dtype=np.int64) * 13 + 5
+
+
+def test_recall_is_one_for_an_exact_enough_index_and_drops_when_the_graph_is_starved() -> None:
+    vectors, ids = data()
+    queries = noisy_queries(vectors, 50, np.random.default_rng(1))
+    good = build_index(vectors, ids, IndexSettings(dtype="f32"), threads=1)
+    assert ann_recall(good, vectors, ids, queries, threads=1) == pytest.approx(1.0)
+    starved = build_index(
+        vectors, ids, IndexSettings(dtype="f32", connectivity=2, expansion_add=2), threads=1
+    )
+    starved.expansion_search = 1
+    assert ann_recall(starved, vectors, ids, queries, threads=1) < 0.9
+
+
+def test_noisy_queries_are_unit_vectors_near_stored_ones() -> None:
+    vectors, _ = data()
+    queries = noisy_queries(vectors, 30, np.random.default_rng(2))
+    assert np.allclose(np.linalg.norm(queries, axis=1), 1.0, atol=1e-5)
+    best = (queries @ vectors.astype(np.float32).T).max(axis=1)
+    assert np.all(best > 0.9) and np.all(best < 0.9999)
+
+
+def test_completeness_finds_missing_ids_and_wrong_keys(tmp_path) -> None:
+    vectors, ids = data(50)
+    keys = [f"images/{n}.jpg" for n in range(50)]
+    index = build_index(vectors[:49], ids[:49], IndexSettings(), threads=1)
+    KeyTable.write(tmp_path / "keys", ids, [*keys[:10], "images/other.jpg", *keys[11:]])
+    figures = check_completeness(index, KeyTable.open(tmp_path / "keys"), ids, keys)
+    assert figures["missing_from_index"] == 1
+    assert figures["wrong_or_missing_keys"] == 1 and figures["example_wrong_key"] == keys[10]
+    assert figures["complete"] is False
+    complete = build_index(vectors, ids, IndexSettings(), threads=1)
+    KeyTable.write(tmp_path / "good", ids, keys)
+    assert check_completeness(complete, KeyTable.open(tmp_path / "good"), ids, keys)["complete"]
+
+
+def test_latency_figures() -> None:
+    vectors, ids = data()
+    index = build_index(vectors, ids, IndexSettings(), threads=1)
+    figures = measure_latency(index, noisy_queries(vectors, 40, np.random.default_rng(3)))
+    assert (
+        figures["probes"] == 40 and 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+    )
+
+
+def test_golden_set_parsing_and_errors() -> None:
+    body = (
+        b'{"query": "red circle", "relevant": ["images/a.png"]}\n\n'
+        b'{"query": "cat", "relevant": ["b", "c"]}\n'
+    )
+    golden = parse_golden(body, "eval/golden.jsonl")
+    assert golden.queries == ["red circle", "cat"]
+    assert golden.relevant == [frozenset({"images/a.png"}), frozenset({"b", "c"})]
+    assert len(golden.sha256) == 64
+    for bad, message in [
+        (b"{not json", "line 1: not JSON"),
+        (b'{"query": "", "relevant": ["a"]}', '"query" must be'),
+        (b'{"query": "x", "relevant": []}', '"relevant" must be'),
+        (b'["query"]', '"query" must be'),
+        (b"\n", "holds no queries"),
+    ]:
+        with pytest.raises(GoldenSetError, match=message):
+            parse_golden(bad, "eval/golden.jsonl")
+
+
+def quality(value: float, sha: str = "s") -> dict:
+    names = ("precision_at_10", "recall_at_10", "ndcg_at_10", "mrr")
+    return {**dict.fromkeys(names, value), "golden_sha256": sha}
+
+
+def test_quality_gates_compare_with_the_serving_index_on_the_same_golden_set() -> None:
+    gate = GateSettings(quality_margin=0.02)
+    assert all(g.passed for g in quality_gates(quality(0.79), quality(0.80), gate))
+    failed = [g for g in quality_gates(quality(0.77), quality(0.80), gate) if not g.passed]
+    assert [g.name for g in failed] == ["precision_at_10", "recall_at_10", "ndcg_at_10", "mrr"]
+    assert failed[0].threshold == pytest.approx(0.78) and failed[0].op == ">="
+    # No baseline, or a baseline on another golden set: nothing to compare, noted as such.
+    for baseline in (None, quality(0.99, sha="other")):
+        (only,) = quality_gates(quality(0.1), baseline, gate)
+        assert only.passed and "no serving figures" in only.detail
+    json.dumps([g.__dict__ for g in quality_gates(quality(0.5), quality(0.6), gate)])
