@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imgsearch.config import Settings
@@ -22,13 +23,22 @@ from imgsearch.ingest import AWS_CONFIG
 settings = Settings.from_env()
 settings.require("bucket")
 logger = Logger()
+metrics = Metrics()
 tracer = Tracer()
 s3 = boto3.client("s3", region_name=settings.region, config=AWS_CONFIG)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     manifest = SnapshotManifest.from_dict(event["snapshot"])
     build = BuildResult.from_dict(event["build"])
-    return validate_version(settings, s3, manifest, build).to_dict()
+    outcome = validate_version(settings, s3, manifest, build)
+    if "recall_at_10" in outcome.headline:  # every candidate, so a rejected one raises the alarm
+        metrics.add_metric(
+            name="ValidationRecallAt10",
+            unit=MetricUnit.NoUnit,
+            value=outcome.headline["recall_at_10"],
+        )
+    return outcome.to_dict()

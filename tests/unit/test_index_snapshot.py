@@ -95,3 +95,28 @@ def test_mixed_dimensions_are_refused(store, tmp_path: Path) -> None:
     store.put(record("images/b.jpg", np.ones(4, dtype=np.float32)))
     with pytest.raises(SnapshotError, match="dimensions in one model"):
         scan_to_folder(store, MODEL, tmp_path, segments=1, page_size=1)
+
+
+def test_index_age_is_zero_when_current_and_grows_while_stale() -> None:
+    from datetime import UTC, datetime
+
+    from imgsearch.index.artifacts import new_version
+    from imgsearch.index.snapshot import SnapshotManifest, index_age_seconds
+
+    built = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    base = SnapshotManifest(
+        snapshot_id="s",
+        prefix="snapshots/s/",
+        model=MODEL,
+        dim=4,
+        count=1,
+        content_hash="h",
+        scan_seconds=0.1,
+        segments=1,
+        taken_at="t",
+    )
+    assert index_age_seconds(base) is None  # nothing serves yet
+    serving = dataclasses.replace(base, serving_version=new_version(built))
+    later = datetime(2026, 1, 1, 14, 0, 0, tzinfo=UTC)
+    assert index_age_seconds(serving, later) == 7200.0
+    assert index_age_seconds(dataclasses.replace(serving, unchanged=True), later) == 0.0

@@ -44,6 +44,11 @@ def new_version(now: datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+def version_time(version: str) -> datetime:
+    """When a version was built, read back from its name (see ``new_version``)."""
+    return datetime.strptime(version.split("-", 1)[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
 def version_key(prefix: str, version: str, name: str) -> str:
     return f"{prefix}{version}/{name}"
 

@@ -118,6 +118,5 @@ def publish_metrics(result: PublishResult) -> list[tuple[str, str, float]]:
         ("IndexSizeBytes", "Bytes", result.index_bytes),
         ("IndexVectors", "Count", result.count),
         ("BuildSeconds", "Seconds", result.build_seconds),
-        ("ValidationRecallAt10", "None", result.headline.get("recall_at_10", 0.0)),
         ("IndexAgeSeconds", "Seconds", 0),
     ]

@@ -29,13 +29,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from imgsearch.config import Settings
-from imgsearch.index.artifacts import CurrentIndex, new_version, read_current
+from imgsearch.index.artifacts import CurrentIndex, new_version, read_current, version_time
 from imgsearch.model.bundle import MANIFEST, read_manifest
 from imgsearch.store import EmbeddingRecord, EmbeddingStore, now_iso
 
@@ -196,6 +197,21 @@ def scan_to_folder(
     finally:
         writer.close()
     return writer.count, writer.dim, writer.content_hash
+
+
+def index_age_seconds(manifest: SnapshotManifest, now: datetime | None = None) -> float | None:
+    """How stale the serving index is, for the ``IndexAgeSeconds`` alarm.
+
+    0 when the snapshot shows it holds the current embedding set (nothing to rebuild); else the
+    time since it was built, which keeps growing while runs fail or are rejected. ``None`` before
+    the first publish.
+    """
+    if not manifest.serving_version:
+        return None
+    if manifest.unchanged:
+        return 0.0
+    now = now or datetime.now(UTC)
+    return max(0.0, (now - version_time(manifest.serving_version)).total_seconds())
 
 
 def take_snapshot(
