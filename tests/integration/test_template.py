@@ -185,8 +185,9 @@ def test_threshold_alarms_follow_their_parameters(template):
 
 
 def test_custom_metrics_are_ones_the_code_emits(template):
-    """Every metric in the imgsearch namespace (alarms, dashboard) is named in the library."""
-    source = "\n".join(p.read_text() for p in (REPO / "layers" / "imgsearch").rglob("*.py"))
+    """Every metric in the imgsearch namespace (alarms, dashboard) is named in the code."""
+    files = [*(REPO / "layers" / "imgsearch").rglob("*.py"), *(REPO / "functions").rglob("*.py")]
+    source = "\n".join(p.read_text() for p in files)
     body = json.dumps(template["Resources"]["Dashboard"]["Properties"]["DashboardBody"])
     named = set(re.findall(r'\[\\"imgsearch\\", \\"(\w+)\\"', body))
     for alarm in resources_of(template, "AWS::CloudWatch::Alarm").values():
