@@ -82,3 +82,38 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def photo_like_jpeg(
+    width: int = 4000, height: int = 3000, seed: int = 0, shapes: int = 60, quality: int = 90
+) -> bytes:
+    """A JPEG that decodes like a photo: smooth regions, edges, texture and grain.
+
+    Flat colour would compress to almost nothing and decode unrealistically fast.
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFilter
+
+    rng = np.random.default_rng(seed)
+    cell = max(width, height) // 20
+    coarse = rng.integers(
+        0, 256, (max(1, height // cell), max(1, width // cell), 3), dtype=np.uint8
+    )
+    image = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(image)
+    largest = max(width, height) // 4
+    for _ in range(shapes):
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        w, h = int(rng.integers(20, largest)), int(rng.integers(20, largest))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape((x, y, x + w, y + h), fill=colour, outline=(0, 0, 0), width=4)
+    pixels = np.asarray(image.filter(ImageFilter.GaussianBlur(1.5)), dtype=np.int16)
+    grain = rng.normal(0, 10, pixels.shape).astype(np.int16)
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(pixels + grain, 0, 255).astype(np.uint8)).save(
+        buffer, "JPEG", quality=quality
+    )
+    return buffer.getvalue()

@@ -14,7 +14,6 @@ Prints markdown tables and writes ``benchmarks/results/embed.json``.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import shlex
 import sys
@@ -22,8 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import environment, markdown_table, median, time_interleaved, write_results
-from PIL import Image, ImageDraw, ImageFilter
+from _common import (
+    environment,
+    markdown_table,
+    median,
+    photo_like_jpeg,
+    time_interleaved,
+    write_results,
+)
 
 from imgsearch.model import ClipModel, ImageLimits, decode_image, preprocess, to_pixels
 
@@ -60,27 +65,6 @@ def prepare_bundles(cache: Path, threads: int, rebuild: bool) -> tuple[Path, Pat
     if rebuild or not (int8 / "model.json").is_file():
         quantize(fp32, int8, threads=threads, force=True)
     return checkpoint, fp32, int8
-
-
-def photo_like_jpeg(width: int = 4000, height: int = 3000, seed: int = 0) -> bytes:
-    """A 12-megapixel JPEG with photo-like content: smooth regions, edges, texture and noise."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, 256, (height // 200, width // 200, 3), dtype=np.uint8)
-    image = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
-    draw = ImageDraw.Draw(image)
-    for _ in range(60):
-        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
-        w, h = int(rng.integers(50, 900)), int(rng.integers(50, 900))
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
-        shape((x, y, x + w, y + h), fill=colour, outline=(0, 0, 0), width=4)
-    image = image.filter(ImageFilter.GaussianBlur(1.5))
-    pixels = np.asarray(image, dtype=np.int16)
-    grain = rng.normal(0, 10, pixels.shape).astype(np.int16)
-    image = Image.fromarray(np.clip(pixels + grain, 0, 255).astype(np.uint8))
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import io
 import json
 import logging
 import os
@@ -38,9 +37,6 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import quote_plus
 
-import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
-
 ROOT = Path(__file__).resolve().parents[1]
 # The handler imports as in the image (``embed.app``); functions/ must win over this folder,
 # which holds a benchmark called embed.py.
@@ -48,7 +44,13 @@ sys.path.insert(0, str(ROOT / "functions"))
 sys.path.insert(1, str(ROOT / "tools"))
 
 import boto3  # noqa: E402
-from _common import environment, markdown_table, median, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    environment,
+    markdown_table,
+    median,
+    photo_like_jpeg,
+    write_results,
+)
 from moto import mock_aws  # noqa: E402
 
 from imgsearch.store import table_definition  # noqa: E402
@@ -87,27 +89,6 @@ def vit_b32_bundle(cache: Path, threads: int) -> Path:
     return own
 
 
-def photo(seed: int, width: int = 1024, height: int = 768) -> bytes:
-    """A photo-like JPEG: smooth gradients, shapes, edges and grain (decodes like a photo)."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, 256, (height // 128, width // 128, 3), dtype=np.uint8)
-    image = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
-    draw = ImageDraw.Draw(image)
-    for _ in range(20):
-        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
-        w, h = int(rng.integers(20, 300)), int(rng.integers(20, 300))
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
-        shape((x, y, x + w, y + h), fill=colour, outline=(0, 0, 0), width=3)
-    pixels = np.asarray(image.filter(ImageFilter.GaussianBlur(1.2)), dtype=np.int16)
-    grain = rng.normal(0, 8, pixels.shape).astype(np.int16)
-    buffer = io.BytesIO()
-    Image.fromarray(np.clip(pixels + grain, 0, 255).astype(np.uint8)).save(
-        buffer, "JPEG", quality=88
-    )
-    return buffer.getvalue()
-
-
 def sqs_batches(s3: Any, count: int) -> list[dict[str, Any]]:
     """Upload ``count`` photos; their S3 notifications as Lambda SQS batch events."""
     put = json.loads((FIXTURES / "s3-put.json").read_text(encoding="utf-8"))
@@ -115,7 +96,7 @@ def sqs_batches(s3: Any, count: int) -> list[dict[str, Any]]:
     records = []
     for n in range(count):
         key = f"images/bench/photo {n}.jpg"
-        data = photo(n)
+        data = photo_like_jpeg(1024, 768, seed=n, shapes=20, quality=88)
         etag = s3.put_object(Bucket=BUCKET, Key=key, Body=data)["ETag"].strip('"')
         body = json.loads(json.dumps(put))
         record = body["Records"][0]

@@ -87,7 +87,7 @@ def worker(rounds: int, image_rounds: int) -> dict[str, Any]:
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     sys.path.insert(0, str(ROOT / "tools"))
-    from embed import photo_like_jpeg
+    from _common import photo_like_jpeg
     from random_clip import WORDS
 
     from imgsearch.local.lambda_context import LambdaContext
