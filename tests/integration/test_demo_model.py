@@ -68,8 +68,8 @@ def test_small_held_out_eval(model: ClipModel) -> None:
     # 240 balanced images = 6 per kind, so precision@5 can reach 1.
     report = evaluate_model(model, images=240, k=5)
     assert report["min_relevant_per_query"] >= 5
-    assert report["precision_at_5"] >= 0.85, report
-    assert report["mrr"] >= 0.9, report
+    assert report["precision_at_5"] >= 0.95, report
+    assert report["mrr"] >= 0.95, report
 
 
 def test_cli_eval_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
