@@ -136,3 +136,14 @@ def test_s3_bundle_is_downloaded_once_and_verified(bundle: Path, tmp_path: Path)
     )
     with pytest.raises(BundleError, match=r"s3://models/bundles/bad/visual\.onnx: cannot download"):
         open_bundle("s3://models/bundles/bad", cache, s3)
+
+
+def test_lazy_visual_tower_is_built_and_checked_at_first_use(bundle: Path) -> None:
+    model = ClipModel.load(bundle, lazy_visual=True)
+    assert model.encode_text(["a red circle"]).shape == (1, 8)
+    images = model.encode_images(np.zeros((2, 3, 16, 16), np.float32))
+    assert images.shape == (2, 8)
+    _rewrite_manifest(bundle, image_size=32)
+    broken = ClipModel.load(bundle, lazy_visual=True)  # the text tower alone loads fine
+    with pytest.raises(BundleError, match=r"visual\.onnx: input shape"):
+        broken.encode_images(np.zeros((1, 3, 32, 32), np.float32))

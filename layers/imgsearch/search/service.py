@@ -74,8 +74,13 @@ class SearchService:
         session = boto3.Session(region_name=settings.region)
         s3 = session.client("s3", config=AWS_CONFIG.merge(Config(signature_version="s3v4")))
         dynamodb = session.client("dynamodb", config=AWS_CONFIG)
+        # Most traffic is text: the image tower's session is built by the first image query.
         model = ClipModel.load(
-            settings.model.uri, settings.model.threads, settings.model.cache_dir, s3
+            settings.model.uri,
+            settings.model.threads,
+            settings.model.cache_dir,
+            s3,
+            lazy_visual=True,
         )
         store = EmbeddingStore(settings.table, dynamodb)
         service = cls(settings, model, store, s3, session.get_credentials())
