@@ -18,8 +18,9 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from imgsearch.aws import AWS_CONFIG
 from imgsearch.config import Settings
-from imgsearch.ingest import AWS_CONFIG, Ingestor, parse_batch
+from imgsearch.ingest import Ingestor, parse_batch
 from imgsearch.ingest.observability import log_batch, publish_metrics, settle_message
 
 settings = Settings.from_env()

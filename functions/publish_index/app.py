@@ -13,11 +13,11 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from imgsearch.aws import AWS_CONFIG
 from imgsearch.config import Settings
 from imgsearch.index.build import BuildResult
 from imgsearch.index.publish import publish_metrics, publish_version
 from imgsearch.index.snapshot import SnapshotManifest
-from imgsearch.ingest import AWS_CONFIG
 
 settings = Settings.from_env()
 settings.require("bucket")

@@ -15,9 +15,9 @@ import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from imgsearch.aws import AWS_CONFIG
 from imgsearch.config import Settings
 from imgsearch.index.failure import report_failure
-from imgsearch.ingest import AWS_CONFIG
 
 settings = Settings.from_env()
 settings.require("bucket", "alerts_topic_arn")

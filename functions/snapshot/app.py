@@ -14,9 +14,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from imgsearch.aws import AWS_CONFIG
 from imgsearch.config import Settings
 from imgsearch.index.snapshot import index_age_seconds, parse_start_input, take_snapshot
-from imgsearch.ingest import AWS_CONFIG
 from imgsearch.store import EmbeddingStore
 
 settings = Settings.from_env()

@@ -14,11 +14,11 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from imgsearch.aws import AWS_CONFIG
 from imgsearch.config import Settings
 from imgsearch.index.build import BuildResult
 from imgsearch.index.snapshot import SnapshotManifest
 from imgsearch.index.validate import validate_version
-from imgsearch.ingest import AWS_CONFIG
 
 settings = Settings.from_env()
 settings.require("bucket")

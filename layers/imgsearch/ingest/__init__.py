@@ -6,10 +6,9 @@ emits metrics and per-message logs; ``functions/embed/app.py`` wires them to Pow
 """
 
 from imgsearch.ingest.events import Message, ObjectEvent, Skip, parse_batch
-from imgsearch.ingest.pipeline import AWS_CONFIG, BatchReport, Ingestor, Outcome
+from imgsearch.ingest.pipeline import BatchReport, Ingestor, Outcome
 
 __all__ = [
-    "AWS_CONFIG",
     "BatchReport",
     "Ingestor",
     "Message",

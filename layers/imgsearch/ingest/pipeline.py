@@ -38,7 +38,6 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 from aws_lambda_powertools import Tracer
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from imgsearch.config import Settings
@@ -65,14 +64,6 @@ STALE = "stale"
 # Failure kinds (``Outcome.reason`` of a failed event).
 TRANSIENT = "transient"
 UNEXPECTED = "unexpected"
-
-AWS_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3},
-    connect_timeout=5,
-    read_timeout=30,
-    max_pool_connections=32,
-)
-"""Clients for the embed function: botocore retries a few times, then SQS redelivers."""
 
 _MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "412"})
