@@ -117,3 +117,29 @@ def photo_like_jpeg(
         buffer, "JPEG", quality=quality
     )
     return buffer.getvalue()
+
+
+def fp32_bundle(cache: Path, threads: int, rebuild: bool = False) -> tuple[Path, Path]:
+    """The random ViT-B/32 checkpoint and its fp32 bundle under ``cache``, built once.
+
+    Needs ``tools/`` on ``sys.path`` (torch and transformers are imported only when building).
+    """
+    from export_clip import export
+    from random_clip import PRESETS, write_random_clip
+
+    checkpoint, fp32 = cache / "clip-vit-b-32-random", cache / "fp32"
+    if rebuild or not (checkpoint / "config.json").is_file():
+        print(f"writing a random ViT-B/32 CLIP checkpoint to {checkpoint}", flush=True)
+        write_random_clip(checkpoint, PRESETS["vit-b-32"])
+    if rebuild or not (fp32 / "model.json").is_file():
+        export(
+            checkpoint,
+            fp32,
+            name="clip-b32-random",
+            version="1",
+            source="random init (tools/random_clip.py)",
+            license="n/a",
+            threads=threads,
+            force=True,
+        )
+    return checkpoint, fp32

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from _common import (
     environment,
+    fp32_bundle,
     markdown_table,
     median,
     photo_like_jpeg,
@@ -36,9 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
 from bundle_writer import show_progress  # noqa: E402
-from export_clip import export  # noqa: E402
 from quantize_bundle import quantize  # noqa: E402
-from random_clip import PRESETS, write_random_clip  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache"
 QUERY = "a photo of a red car"
@@ -47,21 +46,8 @@ TARGETS = {"fp32_vs_torch": 2.0, "int8_vs_fp32": 1.7, "draft_share_of_model": 0.
 
 def prepare_bundles(cache: Path, threads: int, rebuild: bool) -> tuple[Path, Path, Path]:
     """The random checkpoint and its fp32 and int8 bundles, built once and cached."""
-    checkpoint, fp32, int8 = cache / "clip-vit-b-32-random", cache / "fp32", cache / "int8"
-    if rebuild or not (checkpoint / "config.json").is_file():
-        print(f"writing a random ViT-B/32 CLIP checkpoint to {checkpoint}", flush=True)
-        write_random_clip(checkpoint, PRESETS["vit-b-32"])
-    if rebuild or not (fp32 / "model.json").is_file():
-        export(
-            checkpoint,
-            fp32,
-            name="clip-b32-random",
-            version="1",
-            source="random init (tools/random_clip.py)",
-            license="n/a",
-            threads=threads,
-            force=True,
-        )
+    checkpoint, fp32 = fp32_bundle(cache, threads, rebuild)
+    int8 = cache / "int8"
     if rebuild or not (int8 / "model.json").is_file():
         quantize(fp32, int8, threads=threads, force=True)
     return checkpoint, fp32, int8

@@ -7,8 +7,7 @@ pinned to one CPU with ``IMGSEARCH_THREADS=1`` (one vCPU's worth: Lambda gives o
 messages, into a freshly created table. Cases, timed in turns (round-robin):
 
 - model: the demo bundle (``models/demo-clip``) and a ViT-B/32-shaped bundle with random weights
-  (``benchmarks/.cache/fp32`` when ``benchmarks/embed.py`` built it, else built here with
-  ``tools/random_clip.py`` + ``tools/export_clip.py``);
+  (``benchmarks/.cache/fp32``, built by ``benchmarks/embed.py``'s ``fp32_bundle`` when missing);
 - batching: one model call per SQS batch (``IMGSEARCH_EMBED_BATCH_SIZE=16``), against the
   per-record alternative, one model call per image (``=1``).
 
@@ -46,6 +45,7 @@ sys.path.insert(1, str(ROOT / "tools"))
 import boto3  # noqa: E402
 from _common import (  # noqa: E402
     environment,
+    fp32_bundle,
     markdown_table,
     median,
     photo_like_jpeg,
@@ -64,29 +64,8 @@ PHASES = ("s3_read_ms", "preprocess_ms", "model_ms", "dynamodb_ms")
 
 
 def vit_b32_bundle(cache: Path, threads: int) -> Path:
-    """The random ViT-B/32 bundle: the embed benchmark's if it exists, else one built here."""
-    shared = cache / "fp32"
-    if (shared / "model.json").is_file():
-        return shared
-    own = cache / "ingest-vit-b-32"
-    if not (own / "model.json").is_file():
-        from export_clip import export
-        from random_clip import PRESETS, write_random_clip
-
-        checkpoint = cache / "ingest-vit-b-32-checkpoint"
-        print(f"writing a random ViT-B/32 CLIP checkpoint to {checkpoint}", flush=True)
-        write_random_clip(checkpoint, PRESETS["vit-b-32"])
-        export(
-            checkpoint,
-            own,
-            name="clip-b32-random",
-            version="1",
-            source="random init (tools/random_clip.py)",
-            license="n/a",
-            threads=threads,
-            force=True,
-        )
-    return own
+    """The random ViT-B/32 bundle, shared with (and built like) the embed benchmark's."""
+    return fp32_bundle(cache, threads)[1]
 
 
 def sqs_batches(s3: Any, count: int) -> list[dict[str, Any]]:
