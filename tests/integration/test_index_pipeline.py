@@ -221,7 +221,7 @@ def test_successful_run_publishes_a_version_whose_report_holds_every_figure(stac
     stack.s3.download_file(BUCKET, f"indexes/{version}/index.usearch", "/tmp/pipeline-test.usearch")
     index = Index.restore("/tmp/pipeline-test.usearch", view=True)
     assert index is not None and len(index) == current.count
-    assert str(index.metric).endswith("Cos") and str(index.dtype).endswith("F16")
+    assert index.metric.name == "IP" and index.dtype.name == "F16"  # imgsearch.index.vectors
     keys = KeyTable(
         stack.s3.get_object(Bucket=BUCKET, Key=f"indexes/{version}/keys")["Body"].read()
     )

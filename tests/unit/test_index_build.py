@@ -11,6 +11,7 @@ from usearch.index import Index
 from imgsearch.config import IndexSettings
 from imgsearch.index.artifacts import KeyTable
 from imgsearch.index.build import BuildError, build_index
+from imgsearch.index.vectors import metric_for, prepare
 
 
 def unit_vectors(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -30,8 +31,8 @@ def test_saved_index_restores_as_a_view_with_its_metric_and_dtype(
     restored = Index.restore(str(tmp_path / "index.usearch"), view=True)
 
     assert restored is not None and len(restored) == 500 and restored.ndim == 32
-    assert restored.metric.name == "Cos" and restored.dtype.name.lower() == dtype
-    found = restored.search(vectors[:20].astype(np.float32), 1)
+    assert restored.metric.name.lower() == metric_for(dtype) and restored.dtype.name.lower() == dtype
+    found = restored.search(prepare(vectors[:20], restored.dtype), 1)
     assert found.keys[:, 0].astype(np.int64).tolist() == ids[:20].tolist()
 
 
@@ -55,3 +56,34 @@ def test_batches_cover_every_vector(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("imgsearch.index.build.ADD_BATCH", 64)
     index = build_index(unit_vectors(300), np.arange(300, dtype=np.int64), IndexSettings(), 2)
     assert len(index) == 300 and bool(np.all(index.contains(np.arange(300, dtype=np.uint64))))
+
+
+def clustered(n: int, dim: int = 256, clusters: int = 40, seed: int = 0) -> np.ndarray:
+    """Unit vectors in tight clusters spread over few directions, as image embeddings are."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim))
+    spread = np.random.default_rng(99).standard_normal((16, dim))
+    points = centres[rng.integers(0, clusters, n)] + 0.5 * rng.standard_normal((n, 16)) @ spread
+    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("dtype", ["i8", "f16"])
+def test_every_scalar_type_keeps_recall_on_clustered_embeddings(dtype: str) -> None:
+    """i8 included: the rows are quantized at full scale, not by usearch's fixed x127 cast."""
+    from usearch.index import search as exact_search
+
+    data, queries = clustered(4_000), clustered(200, seed=1)
+    index = build_index(data, np.arange(4_000, dtype=np.int64), IndexSettings(dtype=dtype), 2)
+    found = index.search(prepare(queries, dtype), 10).keys
+    truth = exact_search(data, queries, 10, "cos", exact=True).keys
+    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+    assert recall >= 0.98, recall
+
+
+def test_scores_are_cosine_similarities_for_every_scalar_type() -> None:
+    data = clustered(500)
+    for dtype in ("i8", "f16", "f32"):
+        index = build_index(data, np.arange(500, dtype=np.int64), IndexSettings(dtype=dtype), 1)
+        matches = index.search(prepare(data[7], dtype), 5)
+        cosine = data[matches.keys.astype(np.int64)] @ data[7]
+        assert np.allclose(1.0 - matches.distances, cosine, atol=0.02), dtype

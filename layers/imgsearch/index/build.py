@@ -1,8 +1,9 @@
 """Build: a usearch HNSW index over a snapshot, keyed by the stable 63-bit image ids.
 
-Cosine metric; the stored scalar type (``i8`` by default, or ``f16``/``f32``), connectivity and
-expansion come from ``settings.index``. Vectors are added in batches straight from the
-snapshot's float16 memmap, on every thread the function has::
+Cosine similarity; the stored scalar type (``f16`` by default, or ``i8``/``f32``), connectivity
+and expansion come from ``settings.index``, the metric and stored form of the vectors from
+:mod:`imgsearch.index.vectors`. Vectors are added in batches straight from the snapshot's
+float16 memmap, on every thread the function has::
 
     index = build_index(local.vectors, local.ids, settings.index, threads=6)
     result = build_version(settings, s3, manifest)   # uploads indexes/<version>/index.usearch, keys
@@ -26,13 +27,13 @@ from usearch.index import Index
 from imgsearch.config import IndexSettings, Settings
 from imgsearch.index.artifacts import INDEX_FILE, KEYS_FILE, KeyTable, new_version, version_key
 from imgsearch.index.snapshot import LocalSnapshot, SnapshotManifest
+from imgsearch.index.vectors import metric_for, prepare
 from imgsearch.store import now_iso
 
 logger = logging.getLogger(__name__)
 
-METRIC = "cos"
 ADD_BATCH = 65_536
-"""Rows converted and added per call: bounds the float32 copy usearch makes of each batch."""
+"""Rows converted and added per call: bounds the float32 copy made of each batch."""
 
 
 class BuildError(RuntimeError):
@@ -74,7 +75,7 @@ class BuildResult:
 def new_index(dim: int, settings: IndexSettings) -> Index:
     return Index(
         ndim=dim,
-        metric=METRIC,
+        metric=metric_for(settings.dtype),
         dtype=settings.dtype,
         connectivity=settings.connectivity,
         expansion_add=settings.expansion_add,
@@ -101,9 +102,7 @@ def build_index(
     started = time.perf_counter()
     for begin in range(0, len(ids), ADD_BATCH):
         end = min(begin + ADD_BATCH, len(ids))
-        index.add(
-            keys[begin:end], np.asarray(vectors[begin:end], dtype=np.float32), threads=threads
-        )
+        index.add(keys[begin:end], prepare(vectors[begin:end], settings.dtype), threads=threads)
         logger.info(
             "build: %d/%d vectors added (%.1f s)", end, len(ids), time.perf_counter() - started
         )
@@ -137,7 +136,7 @@ def build_version(
             keys_key=keys_key,
             count=len(index),
             dim=manifest.dim,
-            metric=METRIC,
+            metric=metric_for(settings.index.dtype),
             dtype=settings.index.dtype,
             connectivity=settings.index.connectivity,
             expansion_add=settings.index.expansion_add,

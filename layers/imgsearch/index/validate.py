@@ -40,8 +40,9 @@ from usearch.index import search as exact_search
 from imgsearch.config import GateSettings, Settings
 from imgsearch.evaluation import score_rankings
 from imgsearch.index.artifacts import INDEX_FILE, KEYS_FILE, KeyTable
-from imgsearch.index.build import METRIC, BuildResult
+from imgsearch.index.build import BuildResult
 from imgsearch.index.snapshot import LocalSnapshot, SnapshotManifest
+from imgsearch.index.vectors import prepare
 from imgsearch.index.versions import read_report, write_report
 from imgsearch.keys import image_id
 from imgsearch.store import now_iso
@@ -149,8 +150,8 @@ def ann_recall(
 ) -> float:
     """Mean share of the exact top-``K`` (brute force over ``vectors``) that the index returns."""
     k = min(K, len(ids))
-    approx = index.search(queries, k, threads=threads)
-    exact = exact_search(vectors, queries, k, METRIC, exact=True, threads=threads)
+    approx = index.search(prepare(queries, index.dtype), k, threads=threads)
+    exact = exact_search(vectors, queries, k, "cos", exact=True, threads=threads)
     hits = 0
     for row in range(len(queries)):
         found = set(approx.keys[row][: approx.counts[row]].tolist())
@@ -186,6 +187,7 @@ def check_completeness(
 
 def measure_latency(index: Index, queries: np.ndarray, k: int = K) -> dict[str, float]:
     """Single-query, single-thread search times, as the query API runs them."""
+    queries = prepare(queries, index.dtype)
     for query in queries[: min(5, len(queries))]:
         index.search(query, k, threads=1)  # warm caches before timing
     timings = []
@@ -204,7 +206,7 @@ def measure_latency(index: Index, queries: np.ndarray, k: int = K) -> dict[str, 
 def retrieval_quality(
     index: Index, table: KeyTable, text_vectors: np.ndarray, golden: GoldenSet, threads: int
 ) -> dict[str, Any]:
-    matches = index.search(text_vectors, K, threads=threads)
+    matches = index.search(prepare(text_vectors, index.dtype), K, threads=threads)
     rankings = [
         table.lookup(matches.keys[row][: matches.counts[row]]) for row in range(len(golden.queries))
     ]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from imgsearch.index.vectors import prepare
 from imgsearch.keys import image_id
 from imgsearch.model import ClipModel, ImageError, ImageLimits, embed_images, l2_normalise
 from imgsearch.search.cursor import Cursor, fingerprint
@@ -51,7 +52,7 @@ class Hit:
     key: str
     id: int
     score: float
-    """Cosine similarity (1 - usearch's cosine distance)."""
+    """Cosine similarity (1 - the index's distance: see :mod:`imgsearch.index.vectors`)."""
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ class SearchEngine:
         (the index ran out, or scores fell below ``min_score``)."""
         if count <= 0:
             return [], True
-        matches = served.index.search(vector, count=count)
+        matches = served.index.search(prepare(vector, served.index.dtype), count=count)
         ids = np.asarray(matches.keys, dtype=np.int64)
         scores = 1.0 - np.asarray(matches.distances, dtype=np.float64)
         exhausted = len(ids) < count
