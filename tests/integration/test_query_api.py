@@ -4,6 +4,7 @@ events, indexes published as the pipeline publishes them, images embedded by the
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import threading
 import time
@@ -187,6 +188,27 @@ def test_similar_uses_the_stored_vector_and_leaves_the_image_out(stack, monkeypa
     assert later.key not in [r["key"] for r in newer.json["results"]]
 
     assert_error(get(handler, similar_path("images/never-uploaded.png")), 404, "not_found")
+
+
+def test_an_i8_index_serves_with_cosine_scores(stack, monkeypatch):
+    """The query side puts vectors in the form of the index's own scalar type."""
+    index = dataclasses.replace(stack.settings.index, dtype="i8")
+    publish_index(
+        stack.s3, dataclasses.replace(stack.settings, index=index), stack.model_id, stack.images
+    )
+    handler = stack.load_handler(monkeypatch)
+    target = stack.images[7]
+
+    found = invoke(
+        handler,
+        http_event("POST", "/search", {"k": "3"}, target.data, {"content-type": "image/png"}),
+    )
+    assert found.status == 200, found.text
+    assert found.json["results"][0]["key"] == target.key
+    assert found.json["results"][0]["score"] > 0.98
+    similar = get(handler, similar_path(target.key), k="5").json["results"]
+    assert len(similar) == 5 and target.key not in [r["key"] for r in similar]
+    assert similar[0]["score"] < found.json["results"][0]["score"]
 
 
 # -- deleted images ----------------------------------------------------------------------------

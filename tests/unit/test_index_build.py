@@ -31,7 +31,8 @@ def test_saved_index_restores_as_a_view_with_its_metric_and_dtype(
     restored = Index.restore(str(tmp_path / "index.usearch"), view=True)
 
     assert restored is not None and len(restored) == 500 and restored.ndim == 32
-    assert restored.metric.name.lower() == metric_for(dtype) and restored.dtype.name.lower() == dtype
+    assert restored.metric.name.lower() == metric_for(dtype)
+    assert restored.dtype.name.lower() == dtype
     found = restored.search(prepare(vectors[:20], restored.dtype), 1)
     assert found.keys[:, 0].astype(np.int64).tolist() == ids[:20].tolist()
 
