@@ -36,6 +36,8 @@ store = EmbeddingStore(
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     force = parse_start_input(event)
     manifest = take_snapshot(settings, s3, store, force=force)
+    # Always one metric (no "No application metrics" warning before the first index serves).
+    metrics.add_metric(name="SnapshotVectors", unit=MetricUnit.Count, value=manifest.count)
     age = index_age_seconds(manifest)
     if age is not None:  # every scheduled run reports it, so a stuck pipeline raises the alarm
         metrics.add_metric(name="IndexAgeSeconds", unit=MetricUnit.Seconds, value=age)
