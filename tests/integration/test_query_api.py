@@ -50,6 +50,13 @@ def get(handler, path: str, **query: str):
     return invoke(handler, http_event("GET", path, query))
 
 
+def post_png(handler, data: bytes, k: int):
+    """An image search with the raw PNG as the body."""
+    return invoke(
+        handler, http_event("POST", "/search", {"k": str(k)}, data, {"content-type": "image/png"})
+    )
+
+
 def similar_path(key: str) -> str:
     return f"/images/{quote(key, safe='')}/similar"
 
@@ -142,10 +149,7 @@ def test_image_search_accepts_raw_bytes_and_json_base64(stack, monkeypatch):
     handler = stack.load_handler(monkeypatch)
     target = stack.images[7]
 
-    raw = invoke(
-        handler,
-        http_event("POST", "/search", {"k": "3"}, target.data, {"content-type": "image/png"}),
-    )
+    raw = post_png(handler, target.data, 3)
     assert raw.status == 200, raw.text
     assert raw.json["results"][0]["key"] == target.key
     assert raw.json["results"][0]["score"] > 0.98
@@ -176,10 +180,7 @@ def test_similar_uses_the_stored_vector_and_leaves_the_image_out(stack, monkeypa
     assert reply.status == 200, reply.text
     keys = [r["key"] for r in reply.json["results"]]
     assert len(keys) == 5 and target.key not in keys
-    query = invoke(
-        handler,
-        http_event("POST", "/search", {"k": "6"}, target.data, {"content-type": "image/png"}),
-    ).json
+    query = post_png(handler, target.data, 6).json
     assert keys == [r["key"] for r in query["results"] if r["key"] != target.key][:5]
 
     # Uploaded after the build: its vector comes from the embeddings table.
@@ -199,10 +200,7 @@ def test_an_i8_index_serves_with_cosine_scores(stack, monkeypatch):
     handler = stack.load_handler(monkeypatch)
     target = stack.images[7]
 
-    found = invoke(
-        handler,
-        http_event("POST", "/search", {"k": "3"}, target.data, {"content-type": "image/png"}),
-    )
+    found = post_png(handler, target.data, 3)
     assert found.status == 200, found.text
     assert found.json["results"][0]["key"] == target.key
     assert found.json["results"][0]["score"] > 0.98
@@ -315,10 +313,7 @@ def test_a_new_version_is_swapped_in_while_requests_keep_theirs(stack, monkeypat
     assert not old.directory.exists()  # the old files are gone, the mapping still worked
     assert get(handler, "/version").json["image_count"] == len(stack.images)
     late = stack.images[45]
-    reply = invoke(
-        handler,
-        http_event("POST", "/search", {"k": "1"}, late.data, {"content-type": "image/png"}),
-    )
+    reply = post_png(handler, late.data, 1)
     assert reply.json["results"][0]["key"] == late.key
     assert reply.json["index_version"] == second.version
 
