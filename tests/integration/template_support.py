@@ -106,8 +106,12 @@ def function_environment(template: dict[str, Any], name: str) -> dict[str, str]:
 
 
 def function_setting(template: dict[str, Any], name: str, key: str) -> Any:
+    """A function's property, else the Globals'; a ``Ref`` to a parameter gives its default."""
     own = template["Resources"][name]["Properties"].get(key)
-    return own if own is not None else template["Globals"]["Function"].get(key)
+    value = own if own is not None else template["Globals"]["Function"].get(key)
+    if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in template["Parameters"]:
+        return template["Parameters"][value["Ref"]]["Default"]
+    return value
 
 
 def tool(name: str) -> str:

@@ -39,6 +39,16 @@ def test_recall_is_one_for_an_exact_enough_index_and_drops_when_the_graph_is_sta
     assert ann_recall(starved, vectors, ids, queries, threads=1) < 0.9
 
 
+def test_duplicates_returned_in_another_order_are_not_misses() -> None:
+    """Each vector stored three times: which copies make the top 10 is a tie, not a miss."""
+    vectors, _ = data(100)
+    copies = np.concatenate([vectors, vectors, vectors])
+    ids = np.arange(300, dtype=np.int64)
+    queries = noisy_queries(vectors, 40, np.random.default_rng(3))
+    index = build_index(copies, ids[::-1].copy(), IndexSettings(), threads=1)
+    assert ann_recall(index, copies, ids[::-1].copy(), queries, threads=1) == pytest.approx(1.0)
+
+
 def test_noisy_queries_are_unit_vectors_near_stored_ones() -> None:
     vectors, _ = data()
     queries = noisy_queries(vectors, 30, np.random.default_rng(2))
