@@ -53,8 +53,8 @@ DIM = 512
 K = 10
 LAMBDA_VCPUS = 6
 THREADS = 2
-RECALL_TOLERANCE = 0.002
 """Build and batch-search threads; the thread scaling compares 1 with these 2."""
+RECALL_TOLERANCE = 0.002
 
 
 class PeakRss:
@@ -194,7 +194,8 @@ def bench_faiss(
     step = ladder.index(settings.expansion_add)
     tried: list[tuple[int, float]] = []
     best: tuple[Any, dict[str, Any], float] | None = None
-    while 0 <= step < len(ladder):
+    # Down after a match, up after a miss, until the next step was tried already.
+    while 0 <= step < len(ladder) and ladder[step] not in dict(tried):
         ef_construction = ladder[step]
         index, build = faiss_build(data, settings.connectivity, ef_construction)
         index.hnsw.efSearch = settings.expansion_search
@@ -210,8 +211,6 @@ def bench_faiss(
             step -= 1
         else:
             step += 1
-        if best is not None and ladder[min(max(step, 0), len(ladder) - 1)] in dict(tried):
-            break
     if best is None:  # never matched: report the largest build tried
         best = (index, {**build, "ef_construction": ef_construction}, reached)
     index, build, matched = best

@@ -42,7 +42,7 @@ from imgsearch.evaluation import score_rankings
 from imgsearch.index.artifacts import INDEX_FILE, KEYS_FILE, KeyTable
 from imgsearch.index.build import BuildResult
 from imgsearch.index.snapshot import LocalSnapshot, SnapshotManifest
-from imgsearch.index.vectors import prepare
+from imgsearch.index.vectors import l2_normalise, prepare
 from imgsearch.index.versions import read_report, write_report
 from imgsearch.keys import image_id
 from imgsearch.store import now_iso
@@ -51,9 +51,9 @@ logger = logging.getLogger(__name__)
 
 K = 10
 QUERY_NOISE = 0.25
+"""Norm of the random offset added to a stored (unit) vector to make a probe query."""
 TIE_TOLERANCE = 1e-3
 """Similarity within which an ANN neighbour ties the exact K-th (ann-benchmarks' epsilon)."""
-"""Norm of the random offset added to a stored (unit) vector to make a probe query."""
 QUALITY_METRICS = (f"precision_at_{K}", f"recall_at_{K}", f"ndcg_at_{K}", "mrr")
 HEADLINE_NAMES = {f"recall_at_{K}": f"golden_recall_at_{K}"}
 
@@ -164,7 +164,7 @@ def ann_recall(
     for row, query in enumerate(queries):
         found = approx.keys[row][: approx.counts[row]].astype(np.int64)
         rows = order[np.searchsorted(ids, found, sorter=order)]
-        similarity = prepare(vectors[rows], "f32") @ query
+        similarity = l2_normalise(vectors[rows]) @ query
         kth = 1.0 - float(exact.distances[row][exact.counts[row] - 1])
         hits += min(k, int(np.count_nonzero(similarity >= kth - TIE_TOLERANCE)))
     return hits / (k * len(queries))

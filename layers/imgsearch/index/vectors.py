@@ -36,10 +36,16 @@ def metric_for(dtype: Any) -> str:
     return I8_METRIC if scalar_name(dtype) == "i8" else FLOAT_METRIC
 
 
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """``vectors`` (one row or many) as float32 rows of unit length."""
+    rows = np.asarray(vectors, dtype=np.float32)
+    return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12)
+
+
 def prepare(vectors: np.ndarray, dtype: Any) -> np.ndarray:
     """``vectors`` (one row or many, any float type) in the form an index of ``dtype`` stores."""
-    rows = np.asarray(vectors, dtype=np.float32)
     if scalar_name(dtype) == "i8":
+        rows = np.asarray(vectors, dtype=np.float32)
         peak = np.abs(rows).max(axis=-1, keepdims=True)
         return np.rint(rows * (127.0 / np.maximum(peak, 1e-12))).astype(np.int8)
-    return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12)
+    return l2_normalise(vectors)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from imgsearch.index.vectors import l2_normalise
 from imgsearch.model.bundle import (
     TEXTUAL,
     TOKENIZER,
@@ -99,12 +100,6 @@ def _check_output(outputs: Sequence[Any], manifest: ModelManifest, path: Path) -
             f"output shape {shape} does not match model.json embedding_dim "
             f"{manifest.embedding_dim}",
         )
-
-
-def l2_normalise(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
 
 
 class ClipModel:

@@ -162,6 +162,7 @@ class SearchEngine:
         k = min(k, MAX_DEPTH - returned)
         total = len(served.index)
         count = min(returned + k + 1 + (exclude is not None), total, MAX_SEARCH_COUNT)
+        vector = prepare(vector, served.index.dtype)
         while True:
             hits, exhausted = self._eligible(served, vector, count, after, min_score, exclude, k)
             if len(hits) > k or exhausted or count >= min(total, MAX_SEARCH_COUNT):
@@ -189,7 +190,7 @@ class SearchEngine:
         (the index ran out, or scores fell below ``min_score``)."""
         if count <= 0:
             return [], True
-        matches = served.index.search(prepare(vector, served.index.dtype), count=count)
+        matches = served.index.search(vector, count=count)
         ids = np.asarray(matches.keys, dtype=np.int64)
         scores = 1.0 - np.asarray(matches.distances, dtype=np.float64)
         exhausted = len(ids) < count
