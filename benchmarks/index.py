@@ -7,9 +7,11 @@ usearch exact (brute-force) search. For each size:
 
 - usearch at ``Settings.from_env().index`` (dtype, connectivity, expansion_add/search), built
   with ``imgsearch.index.build.build_index`` (the pipeline's own code), on ``--threads``;
-- faiss ``IndexHNSWFlat`` (inner product on unit vectors, float32) at the same M and search
-  effort (``efSearch`` = ``expansion_search``), with the cheapest ``efConstruction`` of a ladder
-  that matches usearch's recall@10: the build at matched recall;
+- faiss HNSW (inner product on unit vectors) at the same M and search effort (``efSearch`` =
+  ``expansion_search``), with the cheapest ``efConstruction`` of a ladder that matches
+  usearch's recall@10: the build at matched recall. Two storages (``--faiss-storage``):
+  ``IndexHNSWFlat`` (float32, faiss's usual HNSW) and ``IndexHNSWSQ`` fp16 (the same float16
+  storage as usearch's default, so the same memory);
 - build seconds, peak RSS growth while building, index bytes, recall@10, batch queries/s and
   single-query p50/p99 (one thread, as the query API runs).
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import os
 import tempfile
@@ -40,7 +43,7 @@ from typing import Any
 
 import numpy as np
 import psutil
-from _common import environment, markdown_table, write_results
+from _common import environment, markdown_table, median, time_interleaved, write_results
 
 import imgsearch  # noqa: F401  (loads onnxruntime before usearch: see imgsearch/__init__.py)
 from imgsearch.config import Settings
@@ -156,12 +159,23 @@ def bench_usearch(
     }
 
 
-def faiss_build(data: np.ndarray, connectivity: int, ef_construction: int) -> tuple[Any, dict]:
+FAISS_STORAGE = {"f32": "faiss HNSWFlat", "f16": "faiss HNSWSQ fp16"}
+"""faiss HNSW variants by the scalar type they store."""
+
+
+def faiss_build(
+    data: np.ndarray, connectivity: int, ef_construction: int, storage: str
+) -> tuple[Any, dict]:
     import faiss
 
     with PeakRss() as memory:
         started, cpu = time.perf_counter(), time.process_time()
-        index = faiss.IndexHNSWFlat(DIM, connectivity, faiss.METRIC_INNER_PRODUCT)
+        if storage == "f16":
+            index = faiss.IndexHNSWSQ(
+                DIM, faiss.ScalarQuantizer.QT_fp16, connectivity, faiss.METRIC_INNER_PRODUCT
+            )
+        else:
+            index = faiss.IndexHNSWFlat(DIM, connectivity, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = ef_construction
         for begin in range(0, len(data), 65_536):
             index.add(np.ascontiguousarray(data[begin : begin + 65_536], dtype=np.float32))
@@ -180,9 +194,11 @@ def bench_faiss(
     settings: Any,
     threads: int,
     target_recall: float,
+    storage: str,
 ) -> dict[str, Any]:
-    """faiss HNSW at the same M and efSearch, with the cheapest efConstruction (of a ladder)
-    whose recall@10 reaches ``target_recall``: the build at matched recall and search effort.
+    """faiss HNSW storing ``storage`` (``FAISS_STORAGE``) at the same M and efSearch, with the
+    cheapest efConstruction (of a ladder) whose recall@10 reaches ``target_recall``: the build
+    at matched recall and search effort.
 
     Starts at usearch's ``expansion_add`` and walks down while recall holds, or up until it
     is reached (at most 256). "Reaches" allows ``RECALL_TOLERANCE``, about the sampling error
@@ -197,12 +213,12 @@ def bench_faiss(
     # Down after a match, up after a miss, until the next step was tried already.
     while 0 <= step < len(ladder) and ladder[step] not in dict(tried):
         ef_construction = ladder[step]
-        index, build = faiss_build(data, settings.connectivity, ef_construction)
+        index, build = faiss_build(data, settings.connectivity, ef_construction, storage)
         index.hnsw.efSearch = settings.expansion_search
         reached = recall(index.search(queries, K)[1], truth)
         tried.append((ef_construction, reached))
         print(
-            f"  faiss efConstruction={ef_construction}: recall {reached:.4f}, "
+            f"  {FAISS_STORAGE[storage]} efConstruction={ef_construction}: recall {reached:.4f}, "
             f"{build['build_seconds']:.1f} s",
             flush=True,
         )
@@ -222,9 +238,10 @@ def bench_faiss(
     p50, p99 = single_query_latency(lambda q: index.search(q.reshape(1, -1), K), queries)
     faiss.omp_set_num_threads(threads)
     return {
-        "engine": "faiss HNSWFlat",
-        "settings": f"f32, M={settings.connectivity}, efConstruction={build['ef_construction']}"
-        f" (matched), efSearch={settings.expansion_search}",
+        "engine": FAISS_STORAGE[storage],
+        "settings": f"{storage}, M={settings.connectivity}, "
+        f"efConstruction={build['ef_construction']} (matched), "
+        f"efSearch={settings.expansion_search}",
         "build_seconds": build["build_seconds"],
         "build_cpu_seconds": build["build_cpu_seconds"],
         "build_rss_mb": build["build_rss_mb"],
@@ -233,8 +250,29 @@ def bench_faiss(
         "qps": qps,
         "p50_ms": p50,
         "p99_ms": p99,
+        "ef_construction": build["ef_construction"],
         "ef_construction_tried": tried,
     }
+
+
+def interleaved_builds(
+    data: np.ndarray, settings: Any, threads: int, matched: dict[str, int], rounds: int
+) -> dict[str, float]:
+    """Median build seconds of usearch and of each faiss storage at its matched
+    ``efConstruction``, the builds taking turns ``rounds`` times: on a shared machine, whose
+    speed drifts over minutes, the ratio of these is steadier than that of one build each."""
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+    ids = np.arange(len(data), dtype=np.int64)
+    cases = {"usearch": functools.partial(build_index, data, ids, settings, threads)}
+    for storage, ef_construction in matched.items():
+        cases[FAISS_STORAGE[storage]] = functools.partial(
+            faiss_build, data, settings.connectivity, ef_construction, storage
+        )
+    times = time_interleaved(cases, rounds, warmup=0)
+    print(f"  interleaved build seconds: {times}", flush=True)
+    return {name: median(seconds) for name, seconds in times.items()}
 
 
 class ReplayDynamoDB:
@@ -309,18 +347,32 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--snapshot-items", type=int, default=1_000_000)
-    parser.add_argument("--no-faiss", action="store_true")
+    parser.add_argument(
+        "--faiss-storage",
+        nargs="*",
+        default=list(FAISS_STORAGE),
+        choices=list(FAISS_STORAGE),
+        help="faiss HNSW variants to match (default: both; none to skip faiss)",
+    )
     parser.add_argument(
         "--other-dtypes",
         nargs="*",
         default=["i8"],
         help="usearch scalar types also measured at the first size (default: i8)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved build rounds of usearch and each matched faiss at the first size, "
+        "for the build-time ratio (0 to skip)",
+    )
     args = parser.parse_args()
     args.threads = THREADS
     settings = Settings.from_env().index
     rows: list[dict[str, Any]] = []
     scaling: dict[str, Any] = {}
+    interleaved: dict[str, Any] = {}
     load_before = os.getloadavg()
     for n in args.sizes:
         print(f"generating {n} x {DIM} clustered vectors ...", flush=True)
@@ -353,30 +405,55 @@ def main() -> None:
                 )
                 rows.append({"n": n, "threads": args.threads, **other})
                 print(f"  usearch {dtype}: {other}", flush=True)
-        if not args.no_faiss:
+        for storage in args.faiss_storage:
             competitor = bench_faiss(
-                data, queries, truth, settings, args.threads, result["recall_at_10"]
+                data, queries, truth, settings, args.threads, result["recall_at_10"], storage
             )
             rows.append({"n": n, "threads": args.threads, **competitor})
-            print(f"  faiss: {competitor}", flush=True)
-        del data
-    extrapolated = {}
-    for row in rows:
-        if (
-            row["engine"] == "usearch"
-            and row["threads"] == THREADS
-            and row["settings"] == rows[0]["settings"]
-        ):
-            measured = six_vcpu_seconds(
-                row["build_cpu_seconds"],
-                scaling["cpu_seconds_1_thread"],
-                scaling["cpu_seconds_2_threads"],
+            print(f"  {FAISS_STORAGE[storage]}: {competitor}", flush=True)
+        matched = {
+            storage: row["ef_construction"]
+            for storage, row in zip(
+                args.faiss_storage, rows[len(rows) - len(args.faiss_storage) :], strict=True
             )
-            extrapolated[str(row["n"])] = measured
-            if row["n"] < 1_000_000 and str(1_000_000) not in extrapolated:
-                # HNSW insertion costs ~log(n): scale the largest measured size by n log n.
-                growth = (1_000_000 / row["n"]) * math.log(1_000_000) / math.log(row["n"])
-                extrapolated["1000000 (from " + str(row["n"]) + ")"] = measured * growth
+        }
+        if n == args.sizes[0] and matched and args.rounds > 0:
+            medians = interleaved_builds(data, settings, args.threads, matched, args.rounds)
+            interleaved = {
+                "n": n,
+                "rounds": args.rounds,
+                "median_build_seconds": medians,
+                "usearch_over": {
+                    name: medians["usearch"] / seconds
+                    for name, seconds in medians.items()
+                    if name != "usearch"
+                },
+            }
+        del data
+    served = {  # usearch at the configured settings on THREADS, by size
+        row["n"]: row
+        for row in rows
+        if row["engine"] == "usearch"
+        and row["threads"] == THREADS
+        and row["settings"] == rows[0]["settings"]
+    }
+    extrapolated = {}
+    for row in served.values():
+        measured = six_vcpu_seconds(
+            row["build_cpu_seconds"],
+            scaling["cpu_seconds_1_thread"],
+            scaling["cpu_seconds_2_threads"],
+        )
+        extrapolated[str(row["n"])] = measured
+        if row["n"] < 1_000_000 and str(1_000_000) not in extrapolated:
+            # HNSW insertion costs ~log(n): scale the largest measured size by n log n.
+            growth = (1_000_000 / row["n"]) * math.log(1_000_000) / math.log(row["n"])
+            extrapolated["1000000 (from " + str(row["n"]) + ")"] = measured * growth
+    build_ratios = {  # one build each; above 1: usearch took longer than faiss at matched recall
+        f"{row['n']} {row['engine']}": served[row["n"]]["build_seconds"] / row["build_seconds"]
+        for row in rows
+        if row["engine"] in FAISS_STORAGE.values()
+    }
     snapshot = bench_snapshot(args.snapshot_items, Settings.from_env().index.scan_segments)
     print(
         markdown_table(
@@ -419,6 +496,17 @@ def main() -> None:
         f"extrapolated wall seconds on {LAMBDA_VCPUS} unshared vCPUs: "
         + ", ".join(f"{n} -> {s:.0f} s" for n, s in extrapolated.items())
     )
+    if build_ratios:
+        print(
+            "usearch build seconds / faiss build seconds at matched recall, one build each: "
+            + ", ".join(f"{name} x{ratio:.2f}" for name, ratio in build_ratios.items())
+        )
+    if interleaved:
+        print(
+            f"the same at {interleaved['n']:,}, medians of {interleaved['rounds']} interleaved "
+            "rounds: "
+            + ", ".join(f"{name} x{r:.2f}" for name, r in interleaved["usearch_over"].items())
+        )
     print(
         f"snapshot of {snapshot['items']:,} items ({snapshot['segments']} segments): "
         f"{snapshot['processing_seconds']:.1f} s processing "
@@ -437,6 +525,8 @@ def main() -> None:
             "rows": rows,
             "thread_scaling": scaling,
             "extrapolated_build_seconds_6_threads": extrapolated,
+            "build_seconds_usearch_over_faiss": build_ratios,
+            "interleaved_builds": interleaved,
             "snapshot": snapshot,
         },
     )
