@@ -402,7 +402,7 @@ def test_task_that_keeps_failing_is_caught_and_reported(stack) -> None:
     assert "failed at Validate" in alert["Subject"]
 
 
-def test_two_runs_racing_to_publish(stack) -> None:
+def test_two_runs_racing_to_publish(stack, capsys: pytest.CaptureFixture[str]) -> None:
     stack, dispatch = stack
     stack.put_images()
     assert stack.run()["status"] == "SUCCEEDED"
@@ -430,3 +430,7 @@ def test_two_runs_racing_to_publish(stack) -> None:
     current = read_current(stack.s3, BUCKET)
     assert current.version == json.loads(winner["output"])["build"]["version"]
     assert current.previous == first
+    conflicts = [
+        line for line in capsys.readouterr().out.splitlines() if '"PublishConflicts"' in line
+    ]
+    assert len(conflicts) == 1 and json.loads(conflicts[0])["PublishConflicts"] == [1.0]
