@@ -4,8 +4,10 @@ A randomly initialised ViT-B/32-shaped CLIP (timings do not depend on weight val
 to an fp32 bundle and an int8 one (``benchmarks/embed.py``'s cached bundles). For each index size,
 clustered synthetic 512-d vectors (``benchmarks/index.py``'s generator) are indexed with the
 pipeline's ``build_index`` at the configured settings (cached under ``benchmarks/.cache/``) and
-published to a moto S3 server with ``current.json``. Then, for each text tower, a fresh Python
-process imports the real handler (``functions/query/app.py``) and times:
+published to a moto S3 server with ``current.json`` naming the ``expansion_search`` that
+Validate's tuning chooses for it (``imgsearch.index.validate.tune_expansion_search``). Then,
+for each text tower, a fresh Python process imports the real handler
+(``functions/query/app.py``) and times:
 
 - init: the handler's import in the new interpreter (model load, index open with ``view``),
   the index files already in its cache directory; the S3 download is timed on its own;
@@ -37,6 +39,8 @@ CACHE = ROOT / "benchmarks" / ".cache"
 FIXTURE = ROOT / "tests" / "fixtures" / "events" / "apigw-http-search.json"
 BUCKET = "bench-images"
 TABLE = "bench-embeddings"
+EXPANSION_FILE = "expansion_search"
+"""Beside a cached index: the ``expansion_search`` Validate's tuning chose for it."""
 ANCHORS = [
     ("clip-retrieval back end (published)", "~50 ms a query"),
     ("Amazon S3 Vectors (published, warm)", "~100 ms a query"),
@@ -140,6 +144,7 @@ def worker(rounds: int, image_rounds: int) -> dict[str, Any]:
         "rss_after_queries_mb": psutil.Process().memory_info().rss / 2**20,
         "model": service.model.model_id,
         "index_count": len(served.index),
+        "expansion_search": served.index.expansion_search,
         "latency_ms": {
             name: {"p50": percentile(values, 50), "p99": percentile(values, 99), "n": len(values)}
             for name, values in timings.items()
@@ -152,37 +157,53 @@ def worker(rounds: int, image_rounds: int) -> dict[str, Any]:
 
 
 def build_cached(n: int, threads: int) -> tuple[Path, float | None]:
-    """The index and key table for ``n`` vectors at the configured settings, built once."""
+    """The index and key table for ``n`` vectors at the configured settings, built once, and
+    the ``expansion_search`` Validate's tuning chooses for it (``EXPANSION_FILE``)."""
     import numpy as np
+    from usearch.index import Index
 
     from imgsearch.config import Settings
     from imgsearch.index.artifacts import INDEX_FILE, KEYS_FILE, KeyTable
     from imgsearch.index.build import build_index
+    from imgsearch.index.validate import expansion_ladder, noisy_queries, tune_expansion_search
     from imgsearch.keys import image_id
 
     folder = CACHE / f"query-index-{n}"
-    if (folder / INDEX_FILE).is_file() and (folder / KEYS_FILE).is_file():
+    built = (folder / INDEX_FILE).is_file() and (folder / KEYS_FILE).is_file()
+    if built and (folder / EXPANSION_FILE).is_file():
         return folder, None
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from index import clustered
 
-    print(
-        f"generating {n} clustered vectors and building the index on {threads} threads", flush=True
-    )
+    settings = Settings.from_env({})
     data, _ = clustered(n, 1, seed=0)
     keys = [f"images/bench/{i:07d}.jpg" for i in range(n)]
     ids = np.array([image_id(k) for k in keys], dtype=np.int64)
-    began = time.perf_counter()
-    index = build_index(data, ids, Settings.from_env({}).index, threads)
-    build_seconds = time.perf_counter() - began
-    folder.mkdir(parents=True, exist_ok=True)
-    index.save(str(folder / (INDEX_FILE + ".tmp")))
-    (folder / (INDEX_FILE + ".tmp")).replace(folder / INDEX_FILE)
-    KeyTable.write(folder / KEYS_FILE, ids, keys)
+    build_seconds = None
+    if built:
+        index = Index.restore(str(folder / INDEX_FILE), view=True)
+    else:
+        print(f"generated {n} clustered vectors; building the index on {threads} threads")
+        began = time.perf_counter()
+        index = build_index(data, ids, settings.index, threads)
+        build_seconds = time.perf_counter() - began
+        folder.mkdir(parents=True, exist_ok=True)
+        index.save(str(folder / (INDEX_FILE + ".tmp")))
+        (folder / (INDEX_FILE + ".tmp")).replace(folder / INDEX_FILE)
+        KeyTable.write(folder / KEYS_FILE, ids, keys)
+    # Serve at the search effort Validate would choose for this collection, as Publish does.
+    probes = noisy_queries(data, settings.gate.sample_queries, np.random.default_rng(1))
+    ladder = expansion_ladder(settings.index)
+    chosen, recalls = tune_expansion_search(
+        index, data, ids, probes, ladder, settings.gate.tune_floor, threads
+    )
+    print(f"  Validate's tuning at {n}: recall@10 by expansion_search {recalls}, serves {chosen}")
+    (folder / EXPANSION_FILE).write_text(str(chosen))
     return folder, build_seconds
 
 
 def publish(s3: Any, folder: Path, model_id: str, dim: int, version: str) -> None:
+    from imgsearch.config import Settings
     from imgsearch.index.artifacts import (
         INDEX_FILE,
         KEYS_FILE,
@@ -200,7 +221,13 @@ def publish(s3: Any, folder: Path, model_id: str, dim: int, version: str) -> Non
     previous = read_current(s3, BUCKET)
     count = len(KeyTable.open(folder / KEYS_FILE))
     current = CurrentIndex(
-        version=version, model=model_id, count=count, built_at=now_iso(), dim=dim, dtype="i8"
+        version=version,
+        model=model_id,
+        count=count,
+        built_at=now_iso(),
+        dim=dim,
+        dtype=Settings.from_env({}).index.dtype,
+        expansion_search=int((folder / EXPANSION_FILE).read_text()),
     )
     write_current(s3, BUCKET, current, previous.etag if previous else None)
 
@@ -336,7 +363,10 @@ def main() -> None:
         server.stop()
 
     print()
-    print(f"Warm handler latency, {args.threads} threads (ms)")
+    efforts = ", ".join(
+        f"{r['n']:,}: {r['expansion_search']}" for r in results[:: len(args.towers)]
+    )
+    print(f"Warm handler latency, {args.threads} threads (ms); expansion_search served {efforts}")
     print(markdown_table(["vectors", "text tower", "query", "p50", "p99"], rows))
     for anchor, figure in ANCHORS:
         print(f"- anchor: {anchor}: {figure} (not measured here)")

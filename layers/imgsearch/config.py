@@ -121,8 +121,13 @@ class IndexSettings:
     """With connectivity 24, half the build of connectivity 16 at ``expansion_add`` 128 for
     the same recall, so a 1M rebuild fits in 5 minutes on 6 vCPUs (benchmarks/index.py)."""
     expansion_search: int = 512
-    """Searching is cheap next to the text tower (p50 ~6 ms at 1M); 64 serves 100k at recall@10
-    0.98 but 1M at 0.79, 512 reaches 0.95 at 1M (benchmarks/index.py, clustered vectors)."""
+    """The most search effort Validate may give a version, and what a version published without
+    a tuned value searches at. 64 serves 100k at recall@10 0.98 but 1M at 0.79; 512 reaches 0.95
+    at 1M (benchmarks/index.py, clustered vectors)."""
+    min_expansion_search: int = 64
+    """Validate tries this, twice this, ... up to ``expansion_search`` and serves the first whose
+    recall clears the gate by ``GateSettings.tune_margin``: small collections search less.
+    Set it to ``expansion_search`` to serve that value always."""
     keep_versions: int = 5
     scan_segments: int = 4
     cache_dir: str = "/tmp/imgsearch/indexes"
@@ -136,8 +141,16 @@ class GateSettings:
     quality_margin: float = 0.02
     """How far precision/recall/nDCG/MRR may fall below the serving index's report."""
     max_p99_ms: float = 50.0
+    tune_margin: float = 0.02
+    """Recall@10 above ``min_recall`` that a tuned ``expansion_search`` must reach: about twice
+    the sampling error of recall over ``sample_queries`` probes."""
     sample_queries: int = 200
     golden_key: str = "eval/golden.jsonl"
+
+    @property
+    def tune_floor(self) -> float:
+        """The recall@10 at which Validate stops raising ``expansion_search``."""
+        return self.min_recall + self.tune_margin
 
 
 @dataclass(frozen=True)
@@ -195,6 +208,7 @@ class Settings:
                 connectivity=read.int("INDEX_CONNECTIVITY", 24),
                 expansion_add=read.int("INDEX_EXPANSION_ADD", 64),
                 expansion_search=read.int("INDEX_EXPANSION_SEARCH", 512),
+                min_expansion_search=read.int("INDEX_MIN_EXPANSION_SEARCH", 64),
                 keep_versions=read.int("INDEX_KEEP_VERSIONS", 5),
                 scan_segments=read.int("SCAN_SEGMENTS", 4),
                 cache_dir=read.str("INDEX_CACHE_DIR", "/tmp/imgsearch/indexes"),
@@ -204,6 +218,7 @@ class Settings:
                 min_recall=read.float("GATE_MIN_RECALL", 0.95),
                 quality_margin=read.float("GATE_QUALITY_MARGIN", 0.02),
                 max_p99_ms=read.float("GATE_MAX_P99_MS", 50.0),
+                tune_margin=read.float("GATE_TUNE_MARGIN", 0.02),
                 sample_queries=read.int("GATE_SAMPLE_QUERIES", 200),
                 golden_key=read.str("GOLDEN_KEY", "eval/golden.jsonl"),
             ),

@@ -187,9 +187,11 @@ def publish_index(
     model_id: str,
     images: list[Image],
     files: Mapping[str, bytes] | None = None,
+    expansion_search: int = 0,
 ) -> CurrentIndex:
     """Build with the pipeline's ``build_index`` and publish as Publish does (conditional
-    write of ``current.json``). ``files`` replaces artifacts, to publish a broken version."""
+    write of ``current.json``, naming ``expansion_search`` as Validate's choice when given).
+    ``files`` replaces artifacts, to publish a broken version."""
     version = new_version()
     ids = np.array([image_id(i.key) for i in images], dtype=np.int64)
     vectors = np.stack([i.vector for i in images]).astype(np.float16)
@@ -214,6 +216,7 @@ def publish_index(
         dim=int(vectors.shape[1]),
         dtype=settings.index.dtype,
         previous=previous.version if previous else "",
+        expansion_search=expansion_search,
         headline={"recall_at_10": 1.0},
     )
     write_current(

@@ -207,6 +207,11 @@ def test_successful_run_publishes_a_version_whose_report_holds_every_figure(stac
     assert report["passed"] is True
     assert report["ann"]["recall_at_10"] >= 0.95
     assert report["ann"]["text_queries"] == len(KINDS)
+    # A collection this small clears the gate at the ladder's first step, and serves at it.
+    assert report["ann"]["recall_at_10_by_expansion_search"] == {
+        "64": report["ann"]["recall_at_10"]
+    }
+    assert current.expansion_search == report["ann"]["expansion_search"] == 64
     assert report["completeness"]["complete"] is True
     assert report["completeness"]["snapshot_count"] == len(KINDS) * PER_KIND
     for name in ("precision_at_10", "recall_at_10", "ndcg_at_10", "mrr"):
@@ -301,6 +306,7 @@ def test_skip_force_rollback_and_list(
     assert json.loads(response["Payload"].read())["version"] == v2
     current = read_current(stack.s3, BUCKET)
     assert current.version == v2 and current.previous == v3
+    assert current.expansion_search == stack.report(v2)["ann"]["expansion_search"]
     response = stack.lambda_.invoke(FunctionName="RollbackIndexFunction", Payload=b"{}")
     assert json.loads(response["Payload"].read())["errorType"] == "RollbackError"
     response = stack.lambda_.invoke(
@@ -317,6 +323,7 @@ def test_skip_force_rollback_and_list(
         (v2, False, "validated"),
         (v3, True, "validated"),
     ]
+    assert [v["expansion_search"] for v in listed["versions"]] == [64, 64]
     assert main(["index", "rollback", "--to", v2]) == 0
     assert stack.current_version() == v2
     assert main(["index", "rollback", "--to", "not-a-version"]) == 2

@@ -209,6 +209,16 @@ def test_an_i8_index_serves_with_cosine_scores(stack, monkeypatch):
     assert similar[0]["score"] < found.json["results"][0]["score"]
 
 
+def test_each_version_searches_at_the_effort_validate_chose(stack, monkeypatch):
+    stack.publish(expansion_search=40)
+    handler = stack.load_handler(monkeypatch)
+    server = handler.service.server
+    assert server.require().index.expansion_search == 40
+    stack.publish()  # a version published before Validate chose: the configured effort
+    assert server.refresh()
+    assert server.require().index.expansion_search == stack.settings.index.expansion_search == 512
+
+
 # -- deleted images ----------------------------------------------------------------------------
 
 

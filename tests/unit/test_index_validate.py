@@ -14,10 +14,12 @@ from imgsearch.index.validate import (
     GoldenSetError,
     ann_recall,
     check_completeness,
+    expansion_ladder,
     measure_latency,
     noisy_queries,
     parse_golden,
     quality_gates,
+    tune_expansion_search,
 )
 
 
@@ -37,6 +39,37 @@ def test_recall_is_one_for_an_exact_enough_index_and_drops_when_the_graph_is_sta
     )
     starved.expansion_search = 1
     assert ann_recall(starved, vectors, ids, queries, threads=1) < 0.9
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "ladder"),
+    [
+        (64, 512, [64, 128, 256, 512]),
+        (64, 300, [64, 128, 256, 300]),
+        (512, 512, [512]),
+        (600, 512, [512]),
+    ],
+)
+def test_the_ladder_doubles_from_the_minimum_and_ends_at_the_maximum(low, high, ladder) -> None:
+    settings = IndexSettings(min_expansion_search=low, expansion_search=high)
+    assert expansion_ladder(settings) == ladder
+
+
+def test_tuning_serves_the_first_step_that_clears_the_floor_or_else_the_last() -> None:
+    vectors, ids = data(2000)
+    queries = noisy_queries(vectors, 60, np.random.default_rng(4))
+    index = build_index(
+        vectors, ids, IndexSettings(dtype="f32", connectivity=4, expansion_add=8), threads=1
+    )
+    args = (index, vectors, ids, queries, [1, 8, 64, 2000])
+    _, recalls = tune_expansion_search(*args, floor=1.01, threads=1)  # never reached
+    assert list(recalls) == [1, 8, 64, 2000] and index.expansion_search == 2000
+    assert recalls[1] < 0.5 < 0.99 < recalls[2000]
+    floor = (recalls[1] + recalls[2000]) / 2
+    chosen, tried = tune_expansion_search(*args, floor=floor, threads=1)
+    first = next(step for step, recall in recalls.items() if recall >= floor)
+    assert chosen == first and index.expansion_search == first and list(tried)[-1] == first
+    assert chosen > 1
 
 
 def test_duplicates_returned_in_another_order_are_not_misses() -> None:

@@ -14,7 +14,7 @@ from imgsearch.index.rollback import RollbackError, parse_rollback_input, rollba
 from imgsearch.index.versions import VersionInfo, list_versions
 from imgsearch.target import TargetError
 
-COLUMNS = ("recall_at_10", "p99_ms", "precision_at_10", "ndcg_at_10", "mrr")
+COLUMNS = ("recall_at_10", "expansion_search", "p99_ms", "precision_at_10", "ndcg_at_10", "mrr")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -66,6 +66,8 @@ class CurrentIndex:
     dim: int = 0
     dtype: str = ""
     previous: str = ""
+    expansion_search: int = 0
+    """The search effort Validate chose for this version (0: not recorded, use the setting)."""
     headline: dict[str, float] = field(default_factory=dict)
     """Key figures of the report (recall_at_10, p99_ms, precision_at_10 ...)."""
     etag: str = field(default="", compare=False)

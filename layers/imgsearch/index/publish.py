@@ -57,6 +57,7 @@ def current_from_report(report: dict[str, Any], previous: str) -> CurrentIndex:
         dim=int(build["dim"]),
         dtype=build["dtype"],
         previous=previous,
+        expansion_search=int(report["ann"]["expansion_search"]),
         headline=dict(report.get("headline", {})),
     )
 

@@ -93,7 +93,10 @@ def open_version(
     expansion_search: int,
     deleted: DeletedKeys,
 ) -> Served:
-    """Open downloaded files without reading them whole, and check that they fit together."""
+    """Open downloaded files without reading them whole, and check that they fit together.
+
+    The index searches at the effort Validate chose for it (``current.expansion_search``), or
+    at ``expansion_search`` for a version published before Validate chose one."""
     if current.model != model_id:
         raise BrokenVersion(
             f"index {current.version} was built with model {current.model}, "
@@ -114,7 +117,7 @@ def open_version(
         raise BrokenVersion(
             f"index {current.version}: {len(index)} vectors but {len(keys)} keys in {KEYS_FILE}"
         )
-    index.expansion_search = expansion_search
+    index.expansion_search = current.expansion_search or expansion_search
     deleted.refresh()
     return Served(current, index, keys, deleted, directory)
 
