@@ -53,7 +53,6 @@ class BuildResult:
     dtype: str
     connectivity: int
     expansion_add: int
-    expansion_search: int
     threads: int
     build_seconds: float
     index_bytes: int
@@ -140,7 +139,6 @@ def build_version(
             dtype=settings.index.dtype,
             connectivity=settings.index.connectivity,
             expansion_add=settings.index.expansion_add,
-            expansion_search=settings.index.expansion_search,
             threads=threads,
             build_seconds=round(build_seconds, 3),
             index_bytes=index_path.stat().st_size,
