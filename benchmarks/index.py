@@ -405,18 +405,14 @@ def main() -> None:
                 )
                 rows.append({"n": n, "threads": args.threads, **other})
                 print(f"  usearch {dtype}: {other}", flush=True)
+        matched: dict[str, int] = {}  # efConstruction by faiss storage
         for storage in args.faiss_storage:
             competitor = bench_faiss(
                 data, queries, truth, settings, args.threads, result["recall_at_10"], storage
             )
             rows.append({"n": n, "threads": args.threads, **competitor})
+            matched[storage] = competitor["ef_construction"]
             print(f"  {FAISS_STORAGE[storage]}: {competitor}", flush=True)
-        matched = {
-            storage: row["ef_construction"]
-            for storage, row in zip(
-                args.faiss_storage, rows[len(rows) - len(args.faiss_storage) :], strict=True
-            )
-        }
         if n == args.sizes[0] and matched and args.rounds > 0:
             medians = interleaved_builds(data, settings, args.threads, matched, args.rounds)
             interleaved = {

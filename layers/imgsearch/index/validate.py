@@ -149,6 +149,13 @@ def noisy_queries(vectors: np.ndarray, count: int, rng: np.random.Generator) -> 
     return queries / np.linalg.norm(queries, axis=1, keepdims=True)
 
 
+def exact_neighbours(
+    vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, threads: int
+) -> BatchMatches:
+    """The exact top-``K`` of each query over ``vectors`` (brute force): recall's ground truth."""
+    return exact_search(vectors, queries, min(K, len(ids)), "cos", exact=True, threads=threads)
+
+
 def ann_recall(
     index: Index,
     vectors: np.ndarray,
@@ -167,7 +174,7 @@ def ann_recall(
     k = min(K, len(ids))
     approx = index.search(prepare(queries, index.dtype), k, threads=threads)
     if exact is None:
-        exact = exact_search(vectors, queries, k, "cos", exact=True, threads=threads)
+        exact = exact_neighbours(vectors, ids, queries, threads)
     order = np.argsort(ids)
     hits = 0
     for row, query in enumerate(queries):
@@ -202,7 +209,7 @@ def tune_expansion_search(
 
         chosen, recalls = tune_expansion_search(index, vectors, ids, queries, [64, 128], 0.97, 2)
     """
-    exact = exact_search(vectors, queries, min(K, len(ids)), "cos", exact=True, threads=threads)
+    exact = exact_neighbours(vectors, ids, queries, threads)
     recalls: dict[int, float] = {}
     for step in ladder:
         index.expansion_search = step
