@@ -6,7 +6,7 @@ the snapshot. Queries come from the same clusters but are not in the index. Grou
 usearch exact (brute-force) search. For each size:
 
 - usearch at ``Settings.from_env().index`` (dtype, connectivity, expansion_add/search), built
-  with ``imgsearch.index.build.build_index`` (the pipeline's own code), on ``--threads``;
+  with ``imgsearch.pipeline.build.build_index`` (the pipeline's own code), on ``--threads``;
 - faiss HNSW (inner product on unit vectors) at the same M and search effort (``efSearch`` =
   ``expansion_search``), with the cheapest ``efConstruction`` of a ladder that matches
   usearch's recall@10: the build at matched recall. Two storages (``--faiss-storage``):
@@ -46,10 +46,10 @@ import psutil
 from _common import environment, markdown_table, median, time_interleaved, write_results
 
 import imgsearch  # noqa: F401  (loads onnxruntime before usearch: see imgsearch/__init__.py)
-from imgsearch.config import Settings
-from imgsearch.index.build import build_index
-from imgsearch.index.snapshot import scan_to_folder
-from imgsearch.index.vectors import metric_for, prepare
+from imgsearch.core.config import Settings
+from imgsearch.core.vectors import metric_for, prepare
+from imgsearch.pipeline.build import build_index
+from imgsearch.pipeline.snapshot import scan_to_folder
 from imgsearch.store import EmbeddingStore, encode_vector
 
 DIM = 512

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -32,7 +31,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -43,6 +41,7 @@ sys.path.insert(0, str(ROOT / "functions"))
 sys.path.insert(1, str(ROOT / "tools"))
 
 import boto3  # noqa: E402
+import embed.app as embed_app  # noqa: E402
 from _common import (  # noqa: E402
     environment,
     fp32_bundle,
@@ -53,6 +52,8 @@ from _common import (  # noqa: E402
 )
 from moto import mock_aws  # noqa: E402
 
+from imgsearch.core.config import Settings  # noqa: E402
+from imgsearch.core.entry import Handler  # noqa: E402
 from imgsearch.store import table_definition  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache"
@@ -110,7 +111,7 @@ class BatchLines(logging.Handler):
 class Case:
     model: str
     batching: str
-    app: ModuleType
+    handler: Handler
     lines: list[dict[str, Any]] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
@@ -125,17 +126,20 @@ class Context:
     aws_request_id: str = "bench"
 
 
-def load_handler(bundle: Path, batch_size: int) -> ModuleType:
-    os.environ.update(
-        IMGSEARCH_BUCKET=BUCKET,
-        IMGSEARCH_TABLE=TABLE,
-        IMGSEARCH_MODEL_URI=str(bundle),
-        IMGSEARCH_THREADS="1",
-        IMGSEARCH_EMBED_BATCH_SIZE=str(batch_size),
+def load_handler(bundle: Path, batch_size: int) -> Handler:
+    settings = Settings.from_env(
+        {
+            "AWS_REGION": REGION,
+            "IMGSEARCH_BUCKET": BUCKET,
+            "IMGSEARCH_TABLE": TABLE,
+            "IMGSEARCH_MODEL_URI": str(bundle),
+            "IMGSEARCH_THREADS": "1",
+            "IMGSEARCH_EMBED_BATCH_SIZE": str(batch_size),
+            "POWERTOOLS_SERVICE_NAME": "imgsearch-embed-bench",
+            "POWERTOOLS_METRICS_NAMESPACE": "imgsearch-bench",
+        }
     )
-    for name in ("embed.app", "embed"):
-        sys.modules.pop(name, None)
-    return importlib.import_module("embed.app")
+    return embed_app.build(settings)
 
 
 def reset_table(dynamodb: Any) -> None:
@@ -157,10 +161,6 @@ def main(argv: list[str] | None = None) -> None:
         AWS_ACCESS_KEY_ID="bench",
         AWS_SECRET_ACCESS_KEY="bench",
         AWS_DEFAULT_REGION=REGION,
-        POWERTOOLS_SERVICE_NAME="imgsearch-embed-bench",
-        POWERTOOLS_METRICS_NAMESPACE="imgsearch-bench",
-        POWERTOOLS_TRACE_DISABLED="true",
-        POWERTOOLS_LOG_LEVEL="INFO",
     )
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cpus])
     bundles = {"ViT-B/32 (random)": vit_b32_bundle(args.cache, threads=args.cpus)}
@@ -183,22 +183,22 @@ def main(argv: list[str] | None = None) -> None:
         ]
         # Every handler's Powertools Logger shares one service name, hence one stdlib logger.
         collector = BatchLines()
-        collector.setFormatter(cases[0].app.logger.registered_formatter)
-        cases[0].app.logger.addHandler(collector)
+        collector.setFormatter(cases[0].handler.logger.registered_formatter)
+        cases[0].handler.logger.addHandler(collector)
         for case in cases:  # warm-up: onnxruntime's first runs allocate and optimise
             reset_table(dynamodb)
-            case.app.handler(batches[0], Context())
+            case.handler(batches[0], Context())
         for _ in range(args.rounds):
             for case in cases:
                 reset_table(dynamodb)
                 collector.lines.clear()
                 start = time.perf_counter()
                 for batch in batches:
-                    response = case.app.handler(batch, Context())
+                    response = case.handler(batch, Context())
                     assert not response["batchItemFailures"], response
                 case.seconds.append(time.perf_counter() - start)
                 case.lines.extend(collector.lines)
-        model_ids = {case.model: case.app.ingestor.model_id for case in cases}
+        model_ids = {case.model: case.handler.ingestor.model_id for case in cases}
     devnull.close()
 
     rows, results = [], []

@@ -5,12 +5,12 @@ to an fp32 bundle and an int8 one (``benchmarks/embed.py``'s cached bundles). Fo
 clustered synthetic 512-d vectors (``benchmarks/index.py``'s generator) are indexed with the
 pipeline's ``build_index`` at the configured settings (cached under ``benchmarks/.cache/``) and
 published to a moto S3 server with ``current.json`` naming the ``expansion_search`` that
-Validate's tuning chooses for it (``imgsearch.index.validate.tune_expansion_search``). Then,
-for each text tower, a fresh Python process imports the real handler
-(``functions/query/app.py``) and times:
+Validate's tuning chooses for it (``imgsearch.pipeline.validate.tune_expansion_search``). Then,
+for each text tower, a fresh Python process builds the real handler
+(``functions/query/app.py``'s ``build``, from its environment as on Lambda) and times:
 
-- init: the handler's import in the new interpreter (model load, index open with ``view``),
-  the index files already in its cache directory; the S3 download is timed on its own;
+- init: the handler's import and build in the new interpreter (model load, index open with
+  ``view``), the index files already in its cache directory; the S3 download is timed on its own;
 - warm p50/p99 of ``handler(event, context)`` with API Gateway HTTP API events: text queries
   never seen before (no cache hit), repeated text queries (embedding cache hits), a 640x480 JPEG
   upload, and "more like this" on indexed keys; and, for the text query, the model's share.
@@ -83,8 +83,11 @@ def worker(rounds: int, image_rounds: int) -> dict[str, Any]:
     import imgsearch  # noqa: F401  (onnxruntime)
 
     imports_seconds = time.perf_counter() - started
-    import query.app as handler_module
+    import query.app
 
+    from imgsearch.core.config import Settings
+
+    handler = query.app.build(Settings.from_env())
     init_seconds = time.perf_counter() - started
     import numpy as np
     import psutil
@@ -92,12 +95,11 @@ def worker(rounds: int, image_rounds: int) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     sys.path.insert(0, str(ROOT / "tools"))
     from _common import photo_like_jpeg
+    from imgsearch_devkit.local.lambda_context import LambdaContext
     from random_clip import WORDS
 
-    from imgsearch.local.lambda_context import LambdaContext
-
     rss_after_init = psutil.Process().memory_info().rss
-    service = handler_module.service
+    service = handler.api.service
     served = service.server.require()
     rng = np.random.default_rng(0)
 
@@ -111,7 +113,7 @@ def worker(rounds: int, image_rounds: int) -> dict[str, Any]:
 
     def call(request: dict) -> float:
         begin = time.perf_counter()
-        response = handler_module.handler(request, LambdaContext("imgsearch-query"))
+        response = handler(request, LambdaContext("imgsearch-query"))
         elapsed = (time.perf_counter() - begin) * 1000
         assert response["statusCode"] == 200, response["body"][:300]
         return elapsed
@@ -162,11 +164,12 @@ def build_cached(n: int, threads: int) -> tuple[Path, float | None]:
     import numpy as np
     from usearch.index import Index
 
-    from imgsearch.config import Settings
-    from imgsearch.index.artifacts import INDEX_FILE, KEYS_FILE, KeyTable
-    from imgsearch.index.build import build_index
-    from imgsearch.index.validate import expansion_ladder, noisy_queries, tune_expansion_search
-    from imgsearch.keys import image_id
+    from imgsearch.catalog.keytable import KeyTable
+    from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE
+    from imgsearch.core.config import Settings
+    from imgsearch.core.keys import image_id
+    from imgsearch.pipeline.build import build_index
+    from imgsearch.pipeline.validate import expansion_ladder, noisy_queries, tune_expansion_search
 
     folder = CACHE / f"query-index-{n}"
     built = (folder / INDEX_FILE).is_file() and (folder / KEYS_FILE).is_file()
@@ -203,17 +206,11 @@ def build_cached(n: int, threads: int) -> tuple[Path, float | None]:
 
 
 def publish(s3: Any, folder: Path, model_id: str, dim: int, version: str) -> None:
-    from imgsearch.config import Settings
-    from imgsearch.index.artifacts import (
-        INDEX_FILE,
-        KEYS_FILE,
-        CurrentIndex,
-        KeyTable,
-        read_current,
-        version_key,
-        write_current,
-    )
-    from imgsearch.store import now_iso
+    from imgsearch.catalog.current import CurrentIndex, read_current, write_current
+    from imgsearch.catalog.keytable import KeyTable
+    from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE, version_key
+    from imgsearch.core.clock import now_iso
+    from imgsearch.core.config import Settings
 
     for name in (INDEX_FILE, KEYS_FILE):
         if not _exists(s3, version_key("indexes/", version, name)):
@@ -261,7 +258,7 @@ def main() -> None:
 
     import imgsearch  # noqa: F401  (onnxruntime before usearch)
     from imgsearch.model import ClipModel
-    from imgsearch.search.serving import download_version
+    from imgsearch.query.serving import download_version
     from imgsearch.store import table_definition
 
     load_before = [round(x, 2) for x in os.getloadavg()]

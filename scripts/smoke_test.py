@@ -113,7 +113,7 @@ class Api:
 
 
 def test_image() -> bytes:
-    from imgsearch.synthetic import generate
+    from imgsearch_devkit.demo.scenes import generate
 
     image, _scene = generate(1, seed=int(time.time()) % 100_000)[0]
     buffer = io.BytesIO()

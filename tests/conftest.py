@@ -1,4 +1,8 @@
-"""Shared fixtures: fake AWS credentials (moto only), handlers importable as in the image."""
+"""Shared fixtures: fake AWS credentials (moto only), handlers importable as in the image.
+
+Handlers are configured by ``build(Settings.from_env(mapping), clients)``, never through the
+environment; the variables set here only keep boto3 away from a real AWS account.
+"""
 
 from __future__ import annotations
 
@@ -28,9 +32,6 @@ os.environ.update(
     AWS_SECRET_ACCESS_KEY="testing",
     AWS_DEFAULT_REGION="us-east-1",
     AWS_REGION="us-east-1",
-    POWERTOOLS_METRICS_NAMESPACE="imgsearch",
-    POWERTOOLS_SERVICE_NAME="imgsearch-tests",
-    POWERTOOLS_TRACE_DISABLED="true",
 )
 
 

@@ -32,7 +32,7 @@ from bundle_writer import (
     write_manifest,
 )
 
-from imgsearch.keys import IMAGE_EXTENSIONS
+from imgsearch.core.keys import IMAGE_EXTENSIONS
 from imgsearch.model import BundleError, ClipModel, ImageError, ModelManifest, preprocess
 from imgsearch.model.bundle import TEXTUAL, TOKENIZER, VISUAL
 

@@ -2,8 +2,8 @@
 
 No pretrained CLIP can be downloaded where this project is built, so it trains its own small one:
 a CNN image tower and a causal-transformer text tower, trained with a symmetric InfoNCE loss and a
-learnable temperature on scenes from ``imgsearch.synthetic``, then exported to ONNX with the
-tokenizer and ``model.json`` (``models/demo-clip/``)::
+learnable temperature on scenes from ``imgsearch_devkit.demo.scenes``, then exported to ONNX with
+the tokenizer and ``model.json`` (``models/demo-clip/``)::
 
     .venv/bin/python tools/train_demo_clip.py --out models/demo-clip
 
@@ -45,16 +45,24 @@ from bundle_writer import (
     staged_bundle,
     write_manifest,
 )
+from imgsearch_devkit.demo.model_eval import EVAL_SEED, evaluate_model, kind_queries
+from imgsearch_devkit.demo.scenes import (
+    KINDS,
+    WORDS,
+    Scene,
+    caption,
+    describes,
+    generate,
+    requirements,
+)
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from torch import nn
 
-from imgsearch.evaluation import score_rankings
+from imgsearch.eval.metrics import score_rankings
 from imgsearch.model import ClipModel
 from imgsearch.model.bundle import TEXTUAL, TOKENIZER, VISUAL, ModelManifest
 from imgsearch.model.preprocess import to_pixels
 from imgsearch.model.tokenizer import TextTokenizer
-from imgsearch.model_eval import EVAL_SEED, evaluate_model, kind_queries
-from imgsearch.synthetic import KINDS, WORDS, Scene, caption, describes, generate, requirements
 
 CARD = "MODEL_CARD.md"
 UNK, SOT, EOT = "[UNK]", "<|startoftext|>", "<|endoftext|>"
@@ -495,7 +503,7 @@ def train_and_write(args: argparse.Namespace) -> None:
         files={},
         source=(
             f"tools/train_demo_clip.py: {args.train_images} synthetic scenes "
-            f"(imgsearch.synthetic, seed {args.seed}), {args.epochs} epochs, batch "
+            f"(imgsearch_devkit.demo.scenes, seed {args.seed}), {args.epochs} epochs, batch "
             f"{args.batch_size}, soft-target InfoNCE with a learnable temperature; CNN image "
             f"tower, {args.layers}-layer causal transformer text tower"
         ),

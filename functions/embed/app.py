@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -18,34 +16,38 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from imgsearch.aws import AWS_CONFIG
-from imgsearch.config import Settings
+from imgsearch.core.aws import Clients
+from imgsearch.core.config import Settings
+from imgsearch.core.entry import Function, Handler, lambda_entry
 from imgsearch.ingest import Ingestor, parse_batch
 from imgsearch.ingest.observability import log_batch, publish_metrics, settle_message
 
-settings = Settings.from_env()
-settings.require("bucket", "table")
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
-# A batch whose every message failed is still a partial response listing them all.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-s3 = boto3.client("s3", region_name=settings.region, config=AWS_CONFIG)
-dynamodb = boto3.client("dynamodb", region_name=settings.region, config=AWS_CONFIG)
-ingestor = Ingestor.from_settings(settings, s3=s3, dynamodb=dynamodb, logger=logger)
 
-
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    report = ingestor.process(parse_batch(event, settings.image_prefix, settings.bucket))
-    log_batch(logger, report)
-    publish_metrics(metrics, report)
-
-    def record_handler(record: SQSRecord) -> None:
-        settle_message(logger, report, record.message_id)
-
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+def build(settings: Settings, clients: Clients | None = None) -> Handler:
+    function = Function.wire(settings, clients, "bucket", "table")
+    clients = function.clients
+    logger, metrics = function.logger, function.metrics
+    # A batch whose every message failed is still a partial response listing them all.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    ingestor = Ingestor.from_settings(
+        settings, s3=clients.s3, dynamodb=clients.dynamodb, logger=logger
     )
+
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        report = ingestor.process(parse_batch(event, settings.image_prefix, settings.bucket))
+        log_batch(logger, report)
+        publish_metrics(metrics, report)
+
+        def record_handler(record: SQSRecord) -> None:
+            settle_message(logger, report, record.message_id)
+
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+
+    # Tests reach the ingestor (its model) and the logger of the handler they built.
+    handler.ingestor, handler.logger = ingestor, logger  # type: ignore[attr-defined]
+    return function.instrument(handler, metrics=True)
+
+
+handler = lambda_entry(build)

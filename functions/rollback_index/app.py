@@ -1,32 +1,31 @@
 """Rollback: put an earlier validated index version back as the serving one.
 
-Handler ``rollback_index.app.handler``. Input: ``{}`` (one step back) or ``{"to": VERSION}``.
-Output: the new ``current.json``. Same logic as ``imgsearch index rollback``
-(``imgsearch.index.rollback``).
+Handler ``rollback_index.app.handler``. Input: ``RollbackInput`` (``{}``, one step back, or
+``{"to": VERSION}``). Output: the new ``current.json`` (``CurrentIndex.dump()``). Same logic as
+``imgsearch index rollback`` (``imgsearch.pipeline.rollback``).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import boto3
-from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from imgsearch.aws import AWS_CONFIG
-from imgsearch.config import Settings
-from imgsearch.index.rollback import parse_rollback_input, rollback
-
-settings = Settings.from_env()
-settings.require("bucket")
-logger = Logger()
-tracer = Tracer()
-s3 = boto3.client("s3", region_name=settings.region, config=AWS_CONFIG)
+from imgsearch.core.aws import Clients
+from imgsearch.core.config import Settings
+from imgsearch.core.entry import Function, Handler, lambda_entry
+from imgsearch.pipeline.rollback import parse_rollback_input, rollback
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    current = rollback(settings, s3, to=parse_rollback_input(event))
-    return json.loads(current.to_json())
+def build(settings: Settings, clients: Clients | None = None) -> Handler:
+    function = Function.wire(settings, clients, "bucket")
+    clients = function.clients
+
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        current = rollback(settings, clients.s3, to=parse_rollback_input(event))
+        return current.dump()
+
+    return function.instrument(handler)
+
+
+handler = lambda_entry(build)

@@ -1,9 +1,10 @@
 """One local stack for the e2e tests: in-process, free ports, seeded and indexed once.
 
-The stack imports the real handlers with the template's environment and points
-``AWS_ENDPOINT_URL`` at its moto server; ``stop()`` restores both, so other test packages are
-unaffected. Seed: 40 synthetic scenes (one per colour x shape kind) under ``images/seed/``,
-embedded by the embed function from real S3 notifications, then one pipeline run.
+The stack builds the real handlers from settings read out of the template's environment, with
+boto3 clients of its moto server; the process environment is left as it was (``stop()`` puts
+back moto's own ``MOTO_PORT``), so other test packages are unaffected. Seed: 40 synthetic
+scenes (one per colour x shape kind) under ``images/seed/``, embedded by the embed function from
+real S3 notifications, then one pipeline run.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from imgsearch_devkit.demo.scenes import KINDS
+from imgsearch_devkit.local.stack import LocalStack, LocalStackConfig
+from imgsearch_devkit.ops.api import ApiClient
 from stack_support import SEED_PREFIX, Seeded, run_pipeline, upload_scenes
-
-from imgsearch.local.stack import LocalStack, LocalStackConfig
-from imgsearch.ops.api import ApiClient
-from imgsearch.synthetic import KINDS
 
 
 @pytest.fixture(scope="session")

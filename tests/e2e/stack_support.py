@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-
-from imgsearch.local.stack import LocalStack
-from imgsearch.synthetic import Scene, generate
+from imgsearch_devkit.demo.scenes import Scene, generate
+from imgsearch_devkit.local.stack import LocalStack
 
 SEED_PREFIX = "images/seed/"
 IMGSEARCH = str(Path(sys.executable).with_name("imgsearch"))

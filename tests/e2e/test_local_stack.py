@@ -19,10 +19,9 @@ from urllib.parse import quote, urlencode
 from urllib.request import urlopen
 
 import pytest
+from imgsearch_devkit.demo.scenes import describes
+from imgsearch_devkit.local.stack import LocalStack, LocalStackConfig, PortInUse
 from stack_support import IMGSEARCH, Seeded, run_pipeline, upload_scenes
-
-from imgsearch.local.stack import LocalStack, LocalStackConfig, PortInUse
-from imgsearch.synthetic import describes
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from imgsearch_devkit.demo.scenes import describes, generate
 from stack_support import IMGSEARCH, Seeded, jpeg
-
-from imgsearch.synthetic import describes, generate
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from imgsearch_devkit.demo.scenes import describes
 from stack_support import Seeded
-
-from imgsearch.synthetic import describes
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402

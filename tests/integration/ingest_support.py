@@ -7,29 +7,30 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib
 import io
 import itertools
 import json
 import logging
 import struct
-import sys
 import uuid
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import quote_plus
 
 import boto3
+import embed.app as embed_app
 import numpy as np
-import pytest
 from moto import mock_aws
 from PIL import Image
 
+from imgsearch.core.aws import Clients
+from imgsearch.core.config import Settings
+from imgsearch.core.entry import Handler
+from imgsearch.ingest import Ingestor
 from imgsearch.store import EmbeddingRecord, EmbeddingStore, table_definition
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "events"
@@ -180,7 +181,9 @@ class RecordingHandler(logging.Handler):
 
 @dataclass
 class EmbedStack:
-    app: ModuleType
+    handler: Handler
+    ingestor: Ingestor
+    handler_clients: Clients
     s3: Any
     dynamodb: Any
     sqs: Any
@@ -190,10 +193,10 @@ class EmbedStack:
 
     @property
     def model_id(self) -> str:
-        return self.app.ingestor.model_id
+        return self.ingestor.model_id
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        return self.app.handler(event, LambdaContext())
+        return self.handler(event, LambdaContext())
 
     def items(self) -> dict[tuple[str, str], EmbeddingRecord]:
         found: dict[tuple[str, str], EmbeddingRecord] = {}
@@ -210,41 +213,45 @@ class EmbedStack:
 
 
 def bundle_uri() -> str:
-    """The committed demo bundle (what ``Settings.from_env().model.uri`` defaults to)."""
+    """The committed demo bundle (the image's default model)."""
     assert (DEMO_BUNDLE / "model.json").is_file(), "the committed demo bundle is missing"
     return str(DEMO_BUNDLE)
 
 
 @contextmanager
-def embed_stack(monkeypatch: pytest.MonkeyPatch, tmp_dir: Path, **env: str) -> Iterator[EmbedStack]:
-    """moto S3 + DynamoDB + SQS, and ``functions/embed/app.py`` imported fresh inside it."""
-    settings = {
-        "IMGSEARCH_BUCKET": BUCKET,
-        "IMGSEARCH_TABLE": TABLE,
-        "IMGSEARCH_MODEL_URI": bundle_uri(),
-        "IMGSEARCH_MODEL_CACHE_DIR": str(tmp_dir / "models"),
-        "IMGSEARCH_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
-        "IMGSEARCH_MAX_IMAGE_PIXELS": str(MAX_IMAGE_PIXELS),
-        "IMGSEARCH_THREADS": "1",
-        **env,
-    }
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
+def embed_stack(tmp_dir: Path, **env: str) -> Iterator[EmbedStack]:
+    """moto S3 + DynamoDB + SQS, and ``functions/embed/app.py`` built inside it."""
+    settings = Settings.from_env(
+        {
+            "AWS_REGION": REGION,
+            "IMGSEARCH_BUCKET": BUCKET,
+            "IMGSEARCH_TABLE": TABLE,
+            "IMGSEARCH_MODEL_URI": bundle_uri(),
+            "IMGSEARCH_MODEL_CACHE_DIR": str(tmp_dir / "models"),
+            "IMGSEARCH_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
+            "IMGSEARCH_MAX_IMAGE_PIXELS": str(MAX_IMAGE_PIXELS),
+            "IMGSEARCH_THREADS": "1",
+            **env,
+        }
+    )
     with mock_aws():
+        # The handler's own clients, apart from the test's: call counters see only its calls.
+        clients = Clients.for_settings(settings)
         s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
         dynamodb = boto3.client("dynamodb", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
         dynamodb.create_table(**table_definition(TABLE))
         sqs = boto3.client("sqs", region_name=REGION)
-        for name in ("embed.app", "embed"):
-            sys.modules.pop(name, None)
-        app = importlib.import_module("embed.app")
+        handler = embed_app.build(settings, clients)
+        logger = handler.logger
         logs = RecordingHandler()
-        logs.setFormatter(app.logger.registered_formatter)
-        app.logger.addHandler(logs)
+        logs.setFormatter(logger.registered_formatter)
+        logger.addHandler(logs)
         try:
             yield EmbedStack(
-                app=app,
+                handler=handler,
+                ingestor=handler.ingestor,
+                handler_clients=clients,
                 s3=s3,
                 dynamodb=dynamodb,
                 sqs=sqs,
@@ -253,7 +260,7 @@ def embed_stack(monkeypatch: pytest.MonkeyPatch, tmp_dir: Path, **env: str) -> I
                 logs=logs,
             )
         finally:
-            app.logger.removeHandler(logs)
+            logger.removeHandler(logs)
 
 
 def emf_metrics(stdout: str) -> dict[str, list[tuple[float, dict[str, str]]]]:

@@ -1,56 +1,44 @@
 """Shared by the query-API tests: a moto stack with synthetic images embedded by the demo model,
-indexes published the way the pipeline publishes them, the real handler (``query.app``) imported
-fresh, and API Gateway HTTP API (payload 2.0) events built from ``tests/fixtures/events``.
+indexes published the way the pipeline publishes them, the real handler built by ``query.app``'s
+``build`` from the stack's settings, and API Gateway HTTP API (payload 2.0) events built from
+``tests/fixtures/events``.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
-import importlib
 import io
 import json
 import logging
-import os
-import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import urlencode
 
 import boto3
 import numpy as np
-import pytest
+import query.app
 from aws_lambda_powertools.metrics.provider.cold_start import reset_cold_start_flag
+from imgsearch_devkit.demo.scenes import Scene, generate
 from moto import mock_aws
 
-from imgsearch.config import Settings
-from imgsearch.index.artifacts import (
-    INDEX_FILE,
-    KEYS_FILE,
-    CurrentIndex,
-    KeyTable,
-    new_version,
-    read_current,
-    version_key,
-    write_current,
-)
-from imgsearch.index.build import build_index
-from imgsearch.keys import image_id
+from imgsearch.catalog.current import CurrentIndex, read_current, write_current
+from imgsearch.catalog.keytable import KeyTable
+from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE, new_version, version_key
+from imgsearch.core.aws import Clients
+from imgsearch.core.clock import now_iso
+from imgsearch.core.config import Settings
+from imgsearch.core.entry import Handler
+from imgsearch.core.keys import image_id
 from imgsearch.model import ClipModel, embed_images
-from imgsearch.store import (
-    EmbeddingRecord,
-    EmbeddingStore,
-    now_iso,
-    pad_sequencer,
-    table_definition,
-)
-from imgsearch.synthetic import Scene, generate
+from imgsearch.pipeline.build import build_index
+from imgsearch.query.service import SearchService
+from imgsearch.store import EmbeddingRecord, EmbeddingStore, pad_sequencer, table_definition
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "events" / "apigw-http-search.json"
 DEMO_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "demo-clip"
@@ -116,8 +104,16 @@ class Reply:
         return json.loads(self.text)
 
 
-def invoke(handler_module: ModuleType, event: dict[str, Any]) -> Reply:
-    response = handler_module.handler(event, LambdaContext())
+@dataclass(frozen=True)
+class QueryHandler:
+    """A built query handler and the service behind it, which tests inspect."""
+
+    handler: Handler
+    service: SearchService
+
+
+def invoke(built: QueryHandler, event: dict[str, Any]) -> Reply:
+    response = built.handler(event, LambdaContext())
     body = response.get("body") or ""
     if response.get("isBase64Encoded"):
         body = base64.b64decode(body).decode("utf-8")
@@ -245,7 +241,7 @@ class Stack:
     settings: Settings
     model: ClipModel
     images: list[Image]
-    env: dict[str, str]
+    clients: Clients
 
     @property
     def model_id(self) -> str:
@@ -260,21 +256,18 @@ class Stack:
             **kwargs,
         )
 
-    def load_handler(self, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-        """Import ``query.app`` afresh (its init runs again), as a new sandbox would."""
-        for name, value in self.env.items():
-            monkeypatch.setenv(name, value)
-        for name in ("query.app", "query"):
-            sys.modules.pop(name, None)
-        reset_logging()
+    def load_handler(self) -> QueryHandler:
+        """Build the query handler as a new sandbox's init would (model, index, resolver)."""
+        reset_logging(self.settings)
         reset_cold_start_flag()
-        return importlib.import_module("query.app")
+        handler = query.app.build(self.settings, self.clients)
+        return QueryHandler(handler, handler.api.service)  # type: ignore[attr-defined]
 
 
-def reset_logging() -> None:
-    """Unconfigure what a previous handler import configured, as in a new sandbox: Powertools
+def reset_logging(settings: Settings) -> None:
+    """Unconfigure what a previous handler build configured, as in a new sandbox: Powertools
     configures a logger once, binding it to the sys.stdout of that moment (another test's)."""
-    for name in (os.environ.get("POWERTOOLS_SERVICE_NAME", "service_undefined"), "imgsearch"):
+    for name in (settings.observability.service, "imgsearch"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
@@ -301,9 +294,11 @@ def query_stack(tmp_path: Path, model: ClipModel, images: list[Image]) -> Iterat
         "IMGSEARCH_MAX_UPLOAD_BYTES": "200000",
         "IMGSEARCH_MAX_K": "50",
         "IMGSEARCH_DEFAULT_K": "10",
+        "POWERTOOLS_SERVICE_NAME": "imgsearch-query",
+        "POWERTOOLS_METRICS_NAMESPACE": "imgsearch",
     }
     settings = Settings.from_env(env)
-    reset_logging()
+    reset_logging(settings)
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         dynamodb = boto3.client("dynamodb", region_name=REGION)
@@ -313,4 +308,4 @@ def query_stack(tmp_path: Path, model: ClipModel, images: list[Image]) -> Iterat
         for image in images:
             s3.put_object(Bucket=BUCKET, Key=image.key, Body=image.data, ContentType="image/png")
             store.put(record(model.model_id, image))
-        yield Stack(s3, dynamodb, store, settings, model, images, env)
+        yield Stack(s3, dynamodb, store, settings, model, images, Clients.for_settings(settings))

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from imgsearch_devkit.cli import main as cli_main
+from imgsearch_devkit.demo.model_eval import EVAL_SEED, evaluate_model
+from imgsearch_devkit.demo.scenes import generate
 
-from imgsearch.cli import main as cli_main
 from imgsearch.model import ClipModel, embed_images
-from imgsearch.model_eval import EVAL_SEED, evaluate_model
-from imgsearch.synthetic import generate
 
 BUNDLE = Path(__file__).resolve().parents[2] / "models" / "demo-clip"
 

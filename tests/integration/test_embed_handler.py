@@ -24,17 +24,18 @@ from ingest_support import (
     sqs_event,
 )
 
-from imgsearch.index.artifacts import CurrentIndex, write_current
-from imgsearch.keys import image_id
+from imgsearch.catalog.current import CurrentIndex, write_current
+from imgsearch.core.clock import now_iso
+from imgsearch.core.keys import image_id
 from imgsearch.model import embed_images
-from imgsearch.store import EmbeddingRecord, now_iso, pad_sequencer
+from imgsearch.store import EmbeddingRecord, pad_sequencer
 
 SPECIAL_KEY = "images/red car+1 café 日本.jpg"
 
 
 @pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[EmbedStack]:
-    with embed_stack(monkeypatch, tmp_path) as opened:
+def stack(tmp_path: Path) -> Iterator[EmbedStack]:
+    with embed_stack(tmp_path) as opened:
         yield opened
 
 
@@ -54,7 +55,7 @@ class CallCounter:
 
 
 def expected_vector(stack: EmbedStack, data: bytes) -> np.ndarray:
-    (vector,) = embed_images(stack.app.ingestor.model, [data], stack.app.ingestor.limits)
+    (vector,) = embed_images(stack.ingestor.model, [data], stack.ingestor.limits)
     assert isinstance(vector, np.ndarray)
     return vector
 
@@ -127,7 +128,7 @@ def test_redelivered_event_makes_no_read_no_model_call_and_no_write(
     stack.invoke(sqs_event(body))
     first = stack.snapshot()
     capsys.readouterr()
-    counter = CallCounter(stack.app.s3, stack.app.dynamodb)
+    counter = CallCounter(stack.handler_clients.s3, stack.handler_clients.dynamodb)
 
     assert stack.invoke(sqs_event(body, body)) == {"batchItemFailures": []}
 
@@ -154,7 +155,7 @@ def test_out_of_order_events_never_win(stack: EmbedStack) -> None:
     data_c2 = image_bytes(7)
     put_c2 = up.put("images/c.png", data_c2)
 
-    counter = CallCounter(stack.app.s3)
+    counter = CallCounter(stack.handler_clients.s3)
     for body in (delete_a, put_b2, put_c2):
         assert stack.invoke(sqs_event(body)) == {"batchItemFailures": []}
     for body in (put_a, delete_b, put_b1, put_c1):
@@ -203,7 +204,7 @@ def test_bad_images_are_quarantined_with_their_reason_and_not_retried(
 
 def test_over_limit_object_is_not_even_read(stack: EmbedStack) -> None:
     body = stack.uploader.put("images/huge.png", bad_image("too_large_bytes", 2))
-    counter = CallCounter(stack.app.s3)
+    counter = CallCounter(stack.handler_clients.s3)
     stack.invoke(sqs_event(body))
     assert counter.count("GetObject") == 0
     assert stack.store.get("images/huge.png", stack.model_id).reason == "too_large_bytes"
@@ -291,8 +292,10 @@ def test_transient_errors_fail_only_their_message(
                 "PutItem",
             )
 
-    stack.app.s3.meta.events.register("before-parameter-build.s3.GetObject", slow_down)
-    stack.app.dynamodb.meta.events.register("before-parameter-build.dynamodb.PutItem", throughput)
+    stack.handler_clients.s3.meta.events.register("before-parameter-build.s3.GetObject", slow_down)
+    stack.handler_clients.dynamodb.meta.events.register(
+        "before-parameter-build.dynamodb.PutItem", throughput
+    )
     event = sqs_event(throttled, unwritable, fine)
     ids = [record["messageId"] for record in event["Records"]]
 
@@ -305,8 +308,12 @@ def test_transient_errors_fail_only_their_message(
     metrics = emf_metrics(capsys.readouterr().out)
     assert metric_by_reason(metrics, "EventsFailed") == {"transient": 2}
 
-    stack.app.s3.meta.events.unregister("before-parameter-build.s3.GetObject", slow_down)
-    stack.app.dynamodb.meta.events.unregister("before-parameter-build.dynamodb.PutItem", throughput)
+    stack.handler_clients.s3.meta.events.unregister(
+        "before-parameter-build.s3.GetObject", slow_down
+    )
+    stack.handler_clients.dynamodb.meta.events.unregister(
+        "before-parameter-build.dynamodb.PutItem", throughput
+    )
     assert stack.invoke(sqs_event(throttled, unwritable)) == {"batchItemFailures": []}
     assert {r.status for r in stack.items().values()} == {"ok"}
     assert len(stack.items()) == 3
@@ -321,25 +328,29 @@ def test_every_message_failing_is_still_a_partial_response(stack: EmbedStack) ->
             "BatchGetItem",
         )
 
-    stack.app.dynamodb.meta.events.register("before-call.dynamodb.BatchGetItem", throttle)
+    stack.handler_clients.dynamodb.meta.events.register(
+        "before-call.dynamodb.BatchGetItem", throttle
+    )
     try:
         event = sqs_event(*bodies)
         response = stack.invoke(event)
     finally:
-        stack.app.dynamodb.meta.events.unregister("before-call.dynamodb.BatchGetItem", throttle)
+        stack.handler_clients.dynamodb.meta.events.unregister(
+            "before-call.dynamodb.BatchGetItem", throttle
+        )
     assert response == {
         "batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]
     }
 
 
 def test_serving_model_mismatch_is_logged_and_the_bundle_still_used(stack: EmbedStack) -> None:
-    assert stack.app.ingestor.check_serving_model(BUCKET, "indexes/") is None  # no index yet
+    assert stack.ingestor.check_serving_model(BUCKET, "indexes/") is None  # no index yet
     current = CurrentIndex(
         version="20240504T101500Z-abc123", model="other-clip@7", count=0, built_at=""
     )
     write_current(stack.s3, BUCKET, current, expected_etag=None)
 
-    assert stack.app.ingestor.check_serving_model(BUCKET, "indexes/") == "other-clip@7"
+    assert stack.ingestor.check_serving_model(BUCKET, "indexes/") == "other-clip@7"
 
     (warning,) = [line for line in stack.logs.lines if line.get("serving_model")]
     assert (warning["level"], warning["bundle_model"]) == ("WARNING", stack.model_id)

@@ -41,7 +41,7 @@ from template_support import (
     resolve,
 )
 
-from imgsearch.config import PREFIX
+from imgsearch.core.config import PREFIX
 from imgsearch.store import table_definition
 
 pytestmark = pytest.mark.slow  # a fresh venv with the image's dependencies: minutes
@@ -170,13 +170,20 @@ def run_step(build: ImageBuild, args: str) -> None:
     for command in (c.strip() for c in build.expand(args).split("&&")):
         words = shlex.split(command)
         if words[:2] == ["pip", "install"] or words[:4] == ["python", "-m", "pip", "install"]:
-            assert "-r" in words, f"the image installs from its requirements file: {command}"
-            requirements = words[words.index("-r") + 1]
-            assert requirements == "functions/requirements.txt", command
-            cwd = build.path(".")
+            # The image installs its lock (-r, every dependency) and then layers/ alone: both
+            # without resolving anything, so nothing but the lock's packages gets in.
+            assert "--no-deps" in words, f"the image installs without resolving: {command}"
+            if "-r" in words:
+                requirements = words[words.index("-r") + 1]
+                assert requirements == "functions/requirements.txt", command
+                assert "--require-hashes" in words, command
+                what = ["--require-hashes", "-r", requirements]
+            else:
+                assert words[-1] == "./layers", f"the image installs the runtime alone: {command}"
+                what = [words[-1]]
             subprocess.run(
-                [str(build.python), "-m", "pip", "install", "--quiet", "-r", requirements],
-                cwd=cwd,
+                [str(build.python), "-m", "pip", "install", "--quiet", "--no-deps", *what],
+                cwd=build.path("."),
                 check=True,
                 env=_pip_env(),
                 timeout=1800,
@@ -278,26 +285,49 @@ def aws_endpoint() -> Iterator[str]:
 # ---------------------------------------------------------------- the contract
 
 
+RUNTIME_MODULES = (
+    "imgsearch",
+    "onnxruntime",
+    "usearch",
+    "tokenizers",
+    "PIL",
+    "aws_lambda_powertools",
+)
+# tqdm stays: usearch imports it at import (usearch/index.py). huggingface_hub (and with it click,
+# fsspec, httpx, yaml) is declared by tokenizers but left out by the lock (scripts/lock_runtime.py).
+TOOL_MODULES = ("torch", "transformers", "moto", "pytest", "samcli", "checkov")
+TOOL_MODULES += ("huggingface_hub", "click", "fsspec", "httpx2", "yaml")
+DEVKIT_MODULES = (
+    "imgsearch_devkit",
+    # Where the developer kit's modules lived before it became a distribution of its own.
+    "imgsearch.cli",
+    "imgsearch.ops",
+    "imgsearch.local",
+    "imgsearch.target",
+    "imgsearch.synthetic",
+    "imgsearch.model_eval",
+)
+
+
 def test_image_holds_only_runtime_dependencies(image):
+    modules = RUNTIME_MODULES + TOOL_MODULES + DEVKIT_MODULES
     probe = subprocess.run(
         [
             str(image.python),
             "-I",
             "-c",
-            "import importlib.util as u, json; "
-            "print(json.dumps({m: bool(u.find_spec(m)) for m in "
-            "('imgsearch', 'onnxruntime', 'usearch', 'tokenizers', 'PIL', 'aws_lambda_powertools', "
-            "'torch', 'transformers', 'moto', 'pytest', 'samcli', 'checkov')}))",
+            "import importlib.util as u, json, sys; "
+            "print(json.dumps({m: bool(u.find_spec(m)) for m in sys.argv[1:]}))",
+            *modules,
         ],
         capture_output=True,
         text=True,
         check=True,
     )
     found = json.loads(probe.stdout)
-    runtime = ("imgsearch", "onnxruntime", "usearch", "tokenizers", "PIL", "aws_lambda_powertools")
-    assert all(found[m] for m in runtime), found
-    tools = ("torch", "transformers", "moto", "pytest", "samcli", "checkov")
-    assert not any(found[m] for m in tools), f"tools leaked into the image: {found}"
+    assert all(found[m] for m in RUNTIME_MODULES), found
+    leaked = [m for m in TOOL_MODULES + DEVKIT_MODULES if found[m]]
+    assert not leaked, f"tools or the developer kit leaked into the image: {leaked}"
 
 
 def test_image_holds_the_demo_model_where_the_configuration_looks(image):
@@ -354,13 +384,14 @@ def test_handler_imports_in_the_image_with_the_template_environment(
 
 
 def required_settings(module_path: Path) -> set[str]:
-    """``settings.require("bucket", ...)`` names in a handler module, as environment variables."""
+    """``Function.wire(settings, clients, "bucket", ...)`` (or ``settings.require``) names in a
+    handler module, as environment variables."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(module_path.read_text())):
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "require"
+            and node.func.attr in ("require", "wire")
         ):
             names |= {
                 PREFIX + arg.value.upper()

@@ -1,49 +1,35 @@
 """The index pipeline end to end: the real ASL file in moto's Step Functions interpreter, each
-Lambda task dispatched to the real handler, against moto S3, DynamoDB and SNS.
-
-Stored embeddings are four kinds of "image" (red/blue x circle/square), each the tiny test
-bundle's text embedding of its caption plus noise, so the golden set's text queries have known
-answers and the Validate step measures real retrieval figures.
+Lambda task dispatched to the real handler, against moto S3, DynamoDB and SNS (the stack and its
+data: ``pipeline_support``).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
-import numpy as np
 import pytest
-from moto import mock_aws
+from imgsearch_devkit.cli import main
+from pipeline_support import (
+    BUCKET,
+    KINDS,
+    PER_KIND,
+    REGION,
+    TABLE,
+    Stack,
+    history_states,
+    pipeline_environment,
+    running_stack,
+)
 from tiny_bundle import make_tiny_bundle
 from usearch.index import Index
 
-from imgsearch.cli import main
-from imgsearch.index.artifacts import KeyTable, read_current
-from imgsearch.keys import image_id
-from imgsearch.local.lambda_dispatch import (
-    PIPELINE_HANDLERS,
-    create_state_machine,
-    install_lambda_dispatch,
-    load_handler,
-    register_functions,
-)
-from imgsearch.model import ClipModel
-from imgsearch.store import EmbeddingRecord, EmbeddingStore, now_iso, table_definition
-
-ROOT = Path(__file__).resolve().parents[2]
-DEFINITION = ROOT / "statemachine" / "index_pipeline.asl.json"
-BUCKET = "imgsearch-pipeline-test"
-TABLE = "imgsearch-pipeline-embeddings"
-REGION = "us-east-1"
-KINDS = ("red circle", "red square", "blue circle", "blue square")
-PER_KIND = 40
+from imgsearch.catalog.current import read_current
+from imgsearch.catalog.keytable import KeyTable
+from imgsearch.core.keys import image_id
 
 pytestmark = pytest.mark.slow
 
@@ -54,139 +40,14 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, bundle: Path, tmp_path: Path) -> pytest.MonkeyPatch:
-    values = {
-        "IMGSEARCH_BUCKET": BUCKET,
-        "IMGSEARCH_TABLE": TABLE,
-        "IMGSEARCH_ALERTS_TOPIC_ARN": f"arn:aws:sns:{REGION}:123456789012:imgsearch-alerts",
-        "IMGSEARCH_MODEL_URI": str(bundle),
-        "IMGSEARCH_MODEL_CACHE_DIR": str(tmp_path / "models"),
-        "IMGSEARCH_THREADS": "2",
-        "IMGSEARCH_SCAN_SEGMENTS": "3",
-        "IMGSEARCH_GATE_SAMPLE_QUERIES": "60",
-        "IMGSEARCH_INDEX_KEEP_VERSIONS": "2",
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    return monkeypatch
-
-
-class Stack:
-    """moto resources, the state machine and the dispatch of its tasks to the real handlers."""
-
-    def __init__(self, bundle: Path) -> None:
-        self.s3 = boto3.client("s3", region_name=REGION)
-        self.sfn = boto3.client("stepfunctions", region_name=REGION)
-        self.lambda_ = boto3.client("lambda", region_name=REGION)
-        self.sns = boto3.client("sns", region_name=REGION)
-        self.sqs = boto3.client("sqs", region_name=REGION)
-        iam = boto3.client("iam", region_name=REGION)
-        self.s3.create_bucket(Bucket=BUCKET)
-        dynamodb = boto3.client("dynamodb", region_name=REGION)
-        dynamodb.create_table(**table_definition(TABLE))
-        self.store = EmbeddingStore(TABLE, dynamodb)
-        self.topic = self.sns.create_topic(Name="imgsearch-alerts")["TopicArn"]
-        # An SQS subscription lets the test read what the alerts topic received.
-        self.alerts_queue = self.sqs.create_queue(QueueName="alerts")["QueueUrl"]
-        queue_arn = self.sqs.get_queue_attributes(
-            QueueUrl=self.alerts_queue, AttributeNames=["QueueArn"]
-        )["Attributes"]["QueueArn"]
-        self.sns.subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=queue_arn)
-        # Not a state of the pipeline: its own function (and the CLI's command).
-        register_functions(
-            self.lambda_, iam, {"RollbackIndexFunction": "rollback_index.app.handler"}
-        )
-        self.arn = create_state_machine(
-            self.sfn, self.lambda_, iam, DEFINITION, {"AlertsTopicArn": self.topic}
-        )
-        self.model = ClipModel.load(bundle)
-        self.runs = 0
-
-    def put_images(self, kinds: tuple[str, ...] = KINDS, per_kind: int = PER_KIND) -> None:
-        rng = np.random.default_rng(len(kinds) * per_kind)
-        centres = self.model.encode_text(list(kinds))
-        for kind, centre in zip(kinds, centres, strict=True):
-            for n in range(per_kind):
-                key = f"images/{kind.replace(' ', '-')}/{n:03d}.png"
-                vector = centre + 0.5 * rng.standard_normal(centre.shape) / np.sqrt(len(centre))
-                self.store.put(
-                    EmbeddingRecord(
-                        key=key,
-                        model=self.model.model_id,
-                        id=image_id(key),
-                        status="ok",
-                        sequencer="1",
-                        updated_at=now_iso(),
-                        vector=vector / np.linalg.norm(vector),
-                    )
-                )
-
-    def put_golden(self, kinds: tuple[str, ...] = KINDS) -> None:
-        lines = [
-            json.dumps(
-                {
-                    "query": kind,
-                    "relevant": [
-                        f"images/{kind.replace(' ', '-')}/{n:03d}.png" for n in range(PER_KIND)
-                    ],
-                }
-            )
-            for kind in kinds
-        ]
-        self.s3.put_object(Bucket=BUCKET, Key="eval/golden.jsonl", Body="\n".join(lines).encode())
-
-    def start(self, payload: dict[str, Any] | None = None, name: str = "") -> str:
-        self.runs += 1
-        return self.sfn.start_execution(
-            stateMachineArn=self.arn,
-            name=name or f"run-{self.runs}",
-            input=json.dumps(payload or {}),
-        )["executionArn"]
-
-    def wait(self, execution: str, timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            described = self.sfn.describe_execution(executionArn=execution)
-            if described["status"] != "RUNNING":
-                return described
-            time.sleep(0.1)
-        raise AssertionError(f"execution {execution} still running after {timeout} s")
-
-    def run(self, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-        return self.wait(self.start(payload))
-
-    def current_version(self) -> str | None:
-        current = read_current(self.s3, BUCKET)
-        return current.version if current else None
-
-    def report(self, version: str) -> dict[str, Any]:
-        body = self.s3.get_object(Bucket=BUCKET, Key=f"indexes/{version}/report.json")["Body"]
-        return json.loads(body.read())
-
-    def alerts(self) -> list[dict[str, Any]]:
-        messages = self.sqs.receive_message(
-            QueueUrl=self.alerts_queue, MaxNumberOfMessages=10, WaitTimeSeconds=0
-        ).get("Messages", [])
-        return [json.loads(m["Body"]) for m in messages]
-
-
-def fresh_routes() -> dict[str, Any]:
-    """The real handlers, re-imported so they read this test's environment."""
-    routes = {}
-    for logical_id, spec in PIPELINE_HANDLERS.items():
-        module = spec.rpartition(".")[0]
-        if module in sys.modules:
-            importlib.reload(sys.modules[module])
-        routes[logical_id] = load_handler(spec)
-    return routes
+def environment(bundle: Path, tmp_path: Path) -> dict[str, str]:
+    return pipeline_environment(bundle, tmp_path)
 
 
 @pytest.fixture
-def stack(env: pytest.MonkeyPatch, bundle: Path) -> Iterator[tuple[Stack, Any]]:
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        stack = Stack(bundle)
-        with install_lambda_dispatch(fresh_routes()) as dispatch:
-            yield stack, dispatch
+def stack(environment: dict[str, str], bundle: Path) -> Iterator[tuple[Stack, Any]]:
+    with running_stack(environment, bundle) as running:
+        yield running
 
 
 def test_successful_run_publishes_a_version_whose_report_holds_every_figure(stack) -> None:
@@ -226,7 +87,7 @@ def test_successful_run_publishes_a_version_whose_report_holds_every_figure(stac
     stack.s3.download_file(BUCKET, f"indexes/{version}/index.usearch", "/tmp/pipeline-test.usearch")
     index = Index.restore("/tmp/pipeline-test.usearch", view=True)
     assert index is not None and len(index) == current.count
-    assert index.metric.name == "IP" and index.dtype.name == "F16"  # imgsearch.index.vectors
+    assert index.metric.name == "IP" and index.dtype.name == "F16"  # imgsearch.core.vectors
     keys = KeyTable(
         stack.s3.get_object(Bucket=BUCKET, Key=f"indexes/{version}/keys")["Body"].read()
     )
@@ -234,11 +95,6 @@ def test_successful_run_publishes_a_version_whose_report_holds_every_figure(stac
     # The snapshot is removed once its index serves; every task ran once.
     assert "Contents" not in stack.s3.list_objects_v2(Bucket=BUCKET, Prefix="snapshots/")
     assert [len(dispatch.calls(f)) for f in ("SnapshotFunction", "PublishIndexFunction")] == [1, 1]
-
-
-def history_states(stack: Stack, execution: str) -> list[str]:
-    events = stack.sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
-    return [e["stateExitedEventDetails"]["name"] for e in events if "stateExitedEventDetails" in e]
 
 
 def use_local_target(stack: Stack, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -260,11 +116,11 @@ def use_local_target(stack: Stack, folder: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_skip_force_rollback_and_list(
-    stack, env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stack, dispatch = stack
     stack.put_images()
-    use_local_target(stack, tmp_path, env)
+    use_local_target(stack, tmp_path, monkeypatch)
 
     assert main(["pipeline", "run", "--wait"]) == 0
     printed = capsys.readouterr().out
@@ -332,7 +188,7 @@ def test_skip_force_rollback_and_list(
     assert len(history) == 4 and {h["status"] for h in history} == {"SUCCEEDED"}
 
 
-def test_rejected_run_fails_and_leaves_the_serving_index(stack, env) -> None:
+def test_rejected_run_fails_and_leaves_the_serving_index(stack) -> None:
     stack, dispatch = stack
     stack.put_images()
     stack.put_golden()
@@ -341,8 +197,7 @@ def test_rejected_run_fails_and_leaves_the_serving_index(stack, env) -> None:
     stack.alerts()  # drain
 
     # A gate no index can pass: recall@10 >= 1.01.
-    env.setenv("IMGSEARCH_GATE_MIN_RECALL", "1.01")
-    dispatch.routes.update(fresh_routes())
+    dispatch.routes.update(stack.routes(IMGSEARCH_GATE_MIN_RECALL="1.01"))
     execution = stack.start({"force": True}, name="rejected-run")
     result = stack.wait(execution)
 

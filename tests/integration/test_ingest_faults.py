@@ -28,7 +28,7 @@ from ingest_support import (
     load_fixture,
 )
 
-from imgsearch.keys import decode_event_key, image_id
+from imgsearch.core.keys import decode_event_key, image_id
 from imgsearch.model import embed_images
 
 SEED = 20240504
@@ -294,8 +294,8 @@ def dead_letters(sqs: Any, url: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[EmbedStack]:
-    with embed_stack(monkeypatch, tmp_path) as opened:
+def stack(tmp_path: Path) -> Iterator[EmbedStack]:
+    with embed_stack(tmp_path) as opened:
         yield opened
 
 
@@ -307,7 +307,7 @@ def test_queue_drains_to_exactly_the_expected_table(
     queues = create_queues(stack.sqs)
     plan = build_scenario(stack, rng)
     injector = FaultInjector(SEED, FAULT_SHARE, plan.poisoned)
-    injector.attach(stack.app.s3, stack.app.dynamodb)
+    injector.attach(stack.handler_clients.s3, stack.handler_clients.dynamodb)
     stats = DrainStats()
 
     send(stack.sqs, queues.url, plan.early)
@@ -329,12 +329,12 @@ def test_queue_drains_to_exactly_the_expected_table(
     for key, record in items.items():
         assert record.id == image_id(key[0])
     for record in by_status["ok"].values():
-        assert record.vector is not None and record.vector.shape == (stack.app.ingestor.model.dim,)
+        assert record.vector is not None and record.vector.shape == (stack.ingestor.model.dim,)
     for key, source in plan.duplicates.items():
         np.testing.assert_array_equal(by_status["ok"][key].vector, by_status["ok"][source].vector)
     sample = sorted(plan.ok)[:: max(1, len(plan.ok) // 8)]
     fresh = embed_images(
-        stack.app.ingestor.model, [plan.data[k] for k in sample], stack.app.ingestor.limits
+        stack.ingestor.model, [plan.data[k] for k in sample], stack.ingestor.limits
     )
     for key, vector in zip(sample, fresh, strict=True):
         np.testing.assert_allclose(by_status["ok"][key].vector, vector, atol=2e-3)

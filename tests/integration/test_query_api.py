@@ -25,7 +25,7 @@ from query_support import (
     tombstone,
 )
 
-from imgsearch.index.artifacts import INDEX_FILE, KEYS_FILE
+from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -87,8 +87,8 @@ def assert_error(reply, status: int, error: str | None = None) -> None:
 # -- no index ----------------------------------------------------------------------------------
 
 
-def test_before_any_index_searches_answer_503_and_health_says_so(stack, monkeypatch):
-    handler = stack.load_handler(monkeypatch)
+def test_before_any_index_searches_answer_503_and_health_says_so(stack):
+    handler = stack.load_handler()
 
     assert_error(get(handler, "/search", q="red circle"), 503, "no_index")
     post = http_event(
@@ -112,9 +112,9 @@ def test_before_any_index_searches_answer_503_and_health_says_so(stack, monkeypa
 # -- the three searches ------------------------------------------------------------------------
 
 
-def test_text_search_returns_ranked_results_with_presigned_urls(stack, monkeypatch):
+def test_text_search_returns_ranked_results_with_presigned_urls(stack):
     current = stack.publish()
-    handler = stack.load_handler(monkeypatch)
+    handler = stack.load_handler()
 
     reply = get(handler, "/search", q="a red circle", k="5")
 
@@ -144,9 +144,9 @@ def test_text_search_returns_ranked_results_with_presigned_urls(stack, monkeypat
     assert len(default["results"]) == stack.settings.api.default_k
 
 
-def test_image_search_accepts_raw_bytes_and_json_base64(stack, monkeypatch):
+def test_image_search_accepts_raw_bytes_and_json_base64(stack):
     stack.publish()
-    handler = stack.load_handler(monkeypatch)
+    handler = stack.load_handler()
     target = stack.images[7]
 
     raw = post_png(handler, target.data, 3)
@@ -170,10 +170,10 @@ def test_image_search_accepts_raw_bytes_and_json_base64(stack, monkeypatch):
         assert as_json.json["results"] == raw.json["results"]
 
 
-def test_similar_uses_the_stored_vector_and_leaves_the_image_out(stack, monkeypatch):
+def test_similar_uses_the_stored_vector_and_leaves_the_image_out(stack):
     indexed, later = stack.images[:50], stack.images[50]
     stack.publish(indexed)
-    handler = stack.load_handler(monkeypatch)
+    handler = stack.load_handler()
     target = indexed[3]
 
     reply = get(handler, similar_path(target.key), k="5")
@@ -191,13 +191,13 @@ def test_similar_uses_the_stored_vector_and_leaves_the_image_out(stack, monkeypa
     assert_error(get(handler, similar_path("images/never-uploaded.png")), 404, "not_found")
 
 
-def test_an_i8_index_serves_with_cosine_scores(stack, monkeypatch):
+def test_an_i8_index_serves_with_cosine_scores(stack):
     """The query side puts vectors in the form of the index's own scalar type."""
     index = dataclasses.replace(stack.settings.index, dtype="i8")
     publish_index(
         stack.s3, dataclasses.replace(stack.settings, index=index), stack.model_id, stack.images
     )
-    handler = stack.load_handler(monkeypatch)
+    handler = stack.load_handler()
     target = stack.images[7]
 
     found = post_png(handler, target.data, 3)
@@ -209,9 +209,9 @@ def test_an_i8_index_serves_with_cosine_scores(stack, monkeypatch):
     assert similar[0]["score"] < found.json["results"][0]["score"]
 
 
-def test_each_version_searches_at_the_effort_validate_chose(stack, monkeypatch):
+def test_each_version_searches_at_the_effort_validate_chose(stack):
     stack.publish(expansion_search=40)
-    handler = stack.load_handler(monkeypatch)
+    handler = stack.load_handler()
     server = handler.service.server
     assert server.require().index.expansion_search == 40
     stack.publish()  # a version published before Validate chose: the configured effort
@@ -222,9 +222,9 @@ def test_each_version_searches_at_the_effort_validate_chose(stack, monkeypatch):
 # -- deleted images ----------------------------------------------------------------------------
 
 
-def test_images_deleted_after_the_build_never_appear(stack, monkeypatch):
+def test_images_deleted_after_the_build_never_appear(stack):
     stack.publish()
-    handler = stack.load_handler(monkeypatch)
+    handler = stack.load_handler()
     target = stack.images[12]
     query = http_event("POST", "/search", {"k": "10"}, target.data, {"content-type": "image/png"})
     assert invoke(handler, query).json["results"][0]["key"] == target.key
@@ -244,9 +244,9 @@ def test_images_deleted_after_the_build_never_appear(stack, monkeypatch):
 # -- pagination --------------------------------------------------------------------------------
 
 
-def test_pages_are_stable_within_a_version_and_refused_across_versions(stack, monkeypatch):
+def test_pages_are_stable_within_a_version_and_refused_across_versions(stack):
     stack.publish()
-    handler = stack.load_handler(monkeypatch)
+    handler = stack.load_handler()
 
     seen: list[dict] = []
     cursor, pages = None, []
@@ -279,9 +279,9 @@ def test_pages_are_stable_within_a_version_and_refused_across_versions(stack, mo
     assert new.version in stale.json["message"]
 
 
-def test_min_score_cuts_the_results(stack, monkeypatch):
+def test_min_score_cuts_the_results(stack):
     stack.publish()
-    handler = stack.load_handler(monkeypatch)
+    handler = stack.load_handler()
     target = stack.images[0]
 
     reply = get(handler, similar_path(target.key), k="50", min_score="0.9")
@@ -294,9 +294,9 @@ def test_min_score_cuts_the_results(stack, monkeypatch):
 # -- hot swap ----------------------------------------------------------------------------------
 
 
-def test_a_new_version_is_swapped_in_while_requests_keep_theirs(stack, monkeypatch):
+def test_a_new_version_is_swapped_in_while_requests_keep_theirs(stack):
     first = stack.publish(stack.images[:30])
-    handler = stack.load_handler(monkeypatch)
+    handler = stack.load_handler()
     service = handler.service
     old = service.server.require()
     assert get(handler, "/version").json["image_count"] == 30
@@ -336,9 +336,9 @@ def test_a_new_version_is_swapped_in_while_requests_keep_theirs(stack, monkeypat
     ],
     ids=["corrupt-index", "truncated-keys"],
 )
-def test_a_broken_new_version_keeps_the_old_one_serving(stack, monkeypatch, capsys, broken):
+def test_a_broken_new_version_keeps_the_old_one_serving(stack, capsys, broken):
     first = stack.publish()
-    handler = stack.load_handler(monkeypatch)
+    handler = stack.load_handler()
     capsys.readouterr()
 
     bad = stack.publish(files=broken)
@@ -356,9 +356,9 @@ def test_a_broken_new_version_keeps_the_old_one_serving(stack, monkeypatch, caps
     assert errors and bad.version in json.dumps(errors)
 
 
-def test_an_index_of_another_model_is_refused_with_503(stack, monkeypatch):
+def test_an_index_of_another_model_is_refused_with_503(stack):
     publish_index(stack.s3, stack.settings, "other-clip@9", stack.images)
-    handler = stack.load_handler(monkeypatch)
+    handler = stack.load_handler()
 
     reply = get(handler, "/search", q="red circle")
     assert_error(reply, 503, "no_index")
@@ -409,9 +409,9 @@ BAD_INPUTS = [
 ]
 
 
-def test_bad_input_gets_the_right_status_and_a_json_error(stack, monkeypatch):
+def test_bad_input_gets_the_right_status_and_a_json_error(stack):
     stack.publish()
-    handler = stack.load_handler(monkeypatch)
+    handler = stack.load_handler()
     failures = []
     for method, path, query, body, content_type, status, error in BAD_INPUTS:
         headers = {"content-type": content_type} if content_type else {}
@@ -428,8 +428,8 @@ def test_bad_input_gets_the_right_status_and_a_json_error(stack, monkeypatch):
 # -- documents, page, observability ------------------------------------------------------------
 
 
-def test_openapi_document_swagger_ui_and_search_page(stack, monkeypatch):
-    handler = stack.load_handler(monkeypatch)
+def test_openapi_document_swagger_ui_and_search_page(stack):
+    handler = stack.load_handler()
 
     document = get(handler, "/openapi.json")
     assert document.status == 200
@@ -451,9 +451,9 @@ def test_openapi_document_swagger_ui_and_search_page(stack, monkeypatch):
         assert selector in page.text
 
 
-def test_logs_carry_the_request_id_and_metrics_are_per_route(stack, monkeypatch, capsys):
+def test_logs_carry_the_request_id_and_metrics_are_per_route(stack, capsys):
     stack.publish()
-    handler = stack.load_handler(monkeypatch)
+    handler = stack.load_handler()
     capsys.readouterr()
 
     event = http_event("GET", "/search", {"q": "green cross", "k": "4"})

@@ -296,8 +296,8 @@ def test_every_state_machine_task_names_a_template_function(template):
 
 
 def test_template_variables_are_ones_the_configuration_reads(template):
-    config = (REPO / "layers" / "imgsearch" / "config.py").read_text()
-    known = set(re.findall(r'read\.\w+\(\s*"([A-Z0-9_]+)"', config)) | {"THREADS"}
+    config = (REPO / "layers" / "imgsearch" / "core" / "config.py").read_text()
+    known = set(re.findall(r'env\(\s*"IMGSEARCH_([A-Z0-9_]+)"', config)) | {"THREADS"}
     variables = set(template["Globals"]["Function"]["Environment"]["Variables"])
     for function in functions(template).values():
         variables |= set(function["Properties"].get("Environment", {}).get("Variables", {}))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from imgsearch.config import ConfigError, Settings, lambda_threads
-from imgsearch.keys import decode_event_key, image_id, is_image_key
+from imgsearch.core.config import ConfigError, Settings, lambda_threads
+from imgsearch.core.keys import decode_event_key, image_id, is_image_key
 
 
 def test_defaults_and_overrides() -> None:

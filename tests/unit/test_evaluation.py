@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from imgsearch.evaluation import (
+from imgsearch.eval.metrics import (
     ndcg_at_k,
     precision_at_k,
     recall_at_k,

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 from cfnlint.api import ManualArgs, lint
-
-from imgsearch.local.lambda_dispatch import PIPELINE_HANDLERS, render_definition
-from imgsearch.local.template import load_template
+from imgsearch_devkit.local.lambda_dispatch import PIPELINE_HANDLERS, render_definition
+from imgsearch_devkit.local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFINITION = ROOT / "statemachine" / "index_pipeline.asl.json"

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from usearch.index import Index
 
-from imgsearch.config import IndexSettings
-from imgsearch.index.artifacts import KeyTable
-from imgsearch.index.build import BuildError, build_index
-from imgsearch.index.vectors import metric_for, prepare
+from imgsearch.catalog.keytable import KeyTable
+from imgsearch.core.config import IndexSettings
+from imgsearch.core.vectors import metric_for, prepare
+from imgsearch.pipeline.build import BuildError, build_index
 
 
 def unit_vectors(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -54,7 +54,7 @@ def test_duplicate_ids_are_refused() -> None:
 
 
 def test_batches_cover_every_vector(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("imgsearch.index.build.ADD_BATCH", 64)
+    monkeypatch.setattr("imgsearch.pipeline.build.ADD_BATCH", 64)
     index = build_index(unit_vectors(300), np.arange(300, dtype=np.int64), IndexSettings(), 2)
     assert len(index) == 300 and bool(np.all(index.contains(np.arange(300, dtype=np.uint64))))
 

@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from imgsearch.index.snapshot import (
+from imgsearch.core.clock import now_iso
+from imgsearch.core.keys import image_id
+from imgsearch.pipeline.snapshot import (
     IDS_FILE,
     KEYS_FILE,
     VECTORS_FILE,
     SnapshotError,
     scan_to_folder,
 )
-from imgsearch.keys import image_id
-from imgsearch.store import EmbeddingRecord, EmbeddingStore, now_iso, table_definition
+from imgsearch.store import EmbeddingRecord, EmbeddingStore, table_definition
 
 MODEL = "clip@1"
 
@@ -100,8 +101,8 @@ def test_mixed_dimensions_are_refused(store, tmp_path: Path) -> None:
 def test_index_age_is_zero_when_current_and_grows_while_stale() -> None:
     from datetime import UTC, datetime
 
-    from imgsearch.index.artifacts import new_version
-    from imgsearch.index.snapshot import SnapshotManifest, index_age_seconds
+    from imgsearch.catalog.layout import new_version
+    from imgsearch.pipeline.snapshot import SnapshotManifest, index_age_seconds
 
     built = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
     base = SnapshotManifest(
@@ -116,7 +117,7 @@ def test_index_age_is_zero_when_current_and_grows_while_stale() -> None:
         taken_at="t",
     )
     assert index_age_seconds(base) is None  # nothing serves yet
-    serving = dataclasses.replace(base, serving_version=new_version(built))
+    serving = base.model_copy(update={"serving_version": new_version(built)})
     later = datetime(2026, 1, 1, 14, 0, 0, tzinfo=UTC)
     assert index_age_seconds(serving, later) == 7200.0
-    assert index_age_seconds(dataclasses.replace(serving, unchanged=True), later) == 0.0
+    assert index_age_seconds(serving.model_copy(update={"unchanged": True}), later) == 0.0

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from imgsearch.config import GateSettings, IndexSettings
-from imgsearch.index.artifacts import KeyTable
-from imgsearch.index.build import build_index
-from imgsearch.index.validate import (
+from imgsearch.catalog.keytable import KeyTable
+from imgsearch.catalog.report import Quality
+from imgsearch.core.config import GateSettings, IndexSettings
+from imgsearch.pipeline.build import build_index
+from imgsearch.pipeline.validate import (
     GoldenSetError,
     ann_recall,
     check_completeness,
@@ -96,21 +97,19 @@ def test_completeness_finds_missing_ids_and_wrong_keys(tmp_path) -> None:
     index = build_index(vectors[:49], ids[:49], IndexSettings(), threads=1)
     KeyTable.write(tmp_path / "keys", ids, [*keys[:10], "images/other.jpg", *keys[11:]])
     figures = check_completeness(index, KeyTable.open(tmp_path / "keys"), ids, keys)
-    assert figures["missing_from_index"] == 1
-    assert figures["wrong_or_missing_keys"] == 1 and figures["example_wrong_key"] == keys[10]
-    assert figures["complete"] is False
+    assert figures.missing_from_index == 1
+    assert figures.wrong_or_missing_keys == 1 and figures.example_wrong_key == keys[10]
+    assert figures.complete is False
     complete = build_index(vectors, ids, IndexSettings(), threads=1)
     KeyTable.write(tmp_path / "good", ids, keys)
-    assert check_completeness(complete, KeyTable.open(tmp_path / "good"), ids, keys)["complete"]
+    assert check_completeness(complete, KeyTable.open(tmp_path / "good"), ids, keys).complete
 
 
 def test_latency_figures() -> None:
     vectors, ids = data()
     index = build_index(vectors, ids, IndexSettings(), threads=1)
     figures = measure_latency(index, noisy_queries(vectors, 40, np.random.default_rng(3)))
-    assert (
-        figures["probes"] == 40 and 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
-    )
+    assert figures.probes == 40 and 0 < figures.p50_ms <= figures.p99_ms <= figures.max_ms
 
 
 def test_golden_set_parsing_and_errors() -> None:
@@ -133,9 +132,15 @@ def test_golden_set_parsing_and_errors() -> None:
             parse_golden(bad, "eval/golden.jsonl")
 
 
-def quality(value: float, sha: str = "s") -> dict:
+def quality(value: float, sha: str = "s") -> Quality:
     names = ("precision_at_10", "recall_at_10", "ndcg_at_10", "mrr")
-    return {**dict.fromkeys(names, value), "golden_sha256": sha}
+    return Quality(
+        **dict.fromkeys(names, value),
+        golden_key="eval/golden.jsonl",
+        golden_sha256=sha,
+        relevant_keys=1,
+        relevant_keys_not_indexed=0,
+    )
 
 
 def test_quality_gates_compare_with_the_serving_index_on_the_same_golden_set() -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from imgsearch.index.rollback import parse_rollback_input
-from imgsearch.index.snapshot import parse_start_input
-from imgsearch.index.versions import VERSION_PATTERN, VersionInfo, versions_to_delete
+from imgsearch.catalog.layout import VERSION_PATTERN
+from imgsearch.catalog.versions import VersionInfo, versions_to_delete
+from imgsearch.pipeline.rollback import parse_rollback_input
+from imgsearch.pipeline.snapshot import parse_start_input
 
 
 def v(n: int, status: str = "validated") -> VersionInfo:

@@ -1,5 +1,6 @@
 """The local stack's emulation rules: API Gateway v2 events, SQS partial batch responses,
-template intrinsics. (The stack itself runs in tests/e2e.)"""
+template intrinsics, the SAM-transformed template and what moto's CloudFormation is sent.
+(The stack itself runs in tests/e2e.)"""
 
 from __future__ import annotations
 
@@ -8,10 +9,15 @@ import json
 from pathlib import Path
 
 import pytest
-
-from imgsearch.local.http_adapter import build_event, shape_response
-from imgsearch.local.sqs_worker import failed_ids, to_lambda_record
-from imgsearch.local.template import Resolver, TemplateError, load_template
+from imgsearch_devkit.local.http_adapter import build_event, shape_response
+from imgsearch_devkit.local.moto_fixes import for_moto_cloudformation
+from imgsearch_devkit.local.sqs_worker import failed_ids, to_lambda_record
+from imgsearch_devkit.local.template import (
+    Resolver,
+    StackTemplate,
+    TemplateError,
+    load_template,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,3 +111,44 @@ def test_resolver_evaluates_the_templates_names() -> None:
     resolve.attributes[("IngestQueue", "Arn")] = "arn:q"
     assert resolve({"Fn::Sub": "${IngestQueue.Arn}/x"}) == "arn:q/x"
     assert json.dumps(resolve({"Fn::Join": ["-", ["a", {"Ref": "Stage"}]]})) == '"a-local"'
+
+
+@pytest.fixture(scope="module")
+def stack() -> StackTemplate:
+    return StackTemplate(load_template(ROOT / "template.yaml"), "imgsearch-local", "us-east-1")
+
+
+def test_functions_are_read_from_the_transformed_template(stack: StackTemplate) -> None:
+    functions = stack.functions()
+    assert set(functions) == set(stack.source_functions) and len(functions) == 8
+    build = functions["BuildIndexFunction"]
+    assert (build.handler, build.memory, build.timeout) == ("build_index.app.handler", 4096, 900)
+    assert build.name == "imgsearch-local-BuildIndexFunction"
+    validate = functions["ValidateIndexFunction"].environment
+    # Globals merged in by SAM, parameters at their defaults, resources at stand-in names.
+    assert validate["IMGSEARCH_GATE_MIN_RECALL"] == "0.95"
+    assert validate["IMGSEARCH_TABLE"] == "imgsearch-local-EmbeddingsTable"
+    assert validate["IMGSEARCH_BUCKET"] == "imgsearch-dev-123456789012-us-east-1"
+    report = functions["ReportFailureFunction"].environment["IMGSEARCH_ALERTS_TOPIC_ARN"]
+    assert report == "arn:aws:sns:us-east-1:123456789012:imgsearch-local-AlertsTopic"
+    embed = stack.event_source_mapping("IngestQueue")
+    assert (embed.function, embed.batch_size, embed.report_batch_item_failures) == (
+        "EmbedFunction", 10, True
+    )  # fmt: skip
+    assert stack.api_function() == "QueryFunction"  # behind the live alias SAM adds
+
+
+def test_what_moto_cloudformation_is_sent(stack: StackTemplate) -> None:
+    body = for_moto_cloudformation(stack)
+    resources = body["Resources"]
+    created = {"ImageBucket", "IngestQueue", "IngestDeadLetterQueue", "EmbeddingsTable"}
+    assert created | {"AlertsTopic", "EmbedFunction", "EmbedEventSourceMapping"} <= set(resources)
+    # Types moto has no model for, what refers to them, and Outputs naming them are left out.
+    assert not {"HttpApi", "IndexPipelineRebuild", "EmbedErrorsAlarm", "Dashboard"} & set(resources)
+    assert "Outputs" not in body and "IndexPipeline" not in resources
+    assert "AWS::NoValue" not in json.dumps(resources["EmbedFunctionRole"])
+    assert resources["EmbeddingsTable"]["Properties"]["TableName"] == (
+        "imgsearch-local-EmbeddingsTable"
+    )
+    assert resources["EmbedEventSourceMapping"]["Properties"]["Enabled"] is False
+    assert resources["ImageBucket"]["DependsOn"] == []  # the queue policy is not created

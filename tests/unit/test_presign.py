@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from imgsearch.search.presign import Presigner
+from imgsearch.query.presign import Presigner
 
 NOW = datetime(2024, 6, 1, 12, 30, 5, tzinfo=UTC)
 KEYS = ["images/cat.jpg", "images/a b+c%d/é 日本.jpg", "images/~x!*'();:@&=$,?#[].png"]

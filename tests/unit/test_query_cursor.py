@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from imgsearch.search.cursor import Cursor, fingerprint
-from imgsearch.search.deletions import tombstones_since
-from imgsearch.search.errors import InvalidCursor
+from imgsearch.query.cursor import Cursor, fingerprint
+from imgsearch.query.deletions import tombstones_since
+from imgsearch.query.errors import InvalidCursor
 
 VERSION = "20240601T120000Z-ab12cd"
 QUERY = fingerprint("text", "two red circles")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from imgsearch.keys import image_id
+from imgsearch.core.keys import image_id
 from imgsearch.store import EmbeddingRecord, EmbeddingStore, pad_sequencer, table_definition
 
 MODEL = "demo-clip@1"

@@ -6,8 +6,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-
-from imgsearch.synthetic import (
+from imgsearch_devkit.demo.scenes import (
     BACKGROUNDS,
     COLOURS,
     KINDS,

@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from imgsearch.keys import decode_event_key, is_image_key
+from imgsearch.core.keys import decode_event_key, is_image_key
 from imgsearch.store import pad_sequencer
 
 Action = Literal["put", "delete"]

@@ -40,16 +40,17 @@ import numpy as np
 from aws_lambda_powertools import Tracer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from imgsearch.config import Settings
-from imgsearch.index.artifacts import read_current
+from imgsearch.catalog.current import read_current
+from imgsearch.core.clock import now_iso
+from imgsearch.core.config import Settings
+from imgsearch.core.keys import image_id
 from imgsearch.ingest.errors import error_code, is_transient
 from imgsearch.ingest.events import Message, ObjectEvent
-from imgsearch.keys import image_id
 from imgsearch.model import ClipModel, ImageError
 from imgsearch.model.batch import preprocess_many
 from imgsearch.model.errors import TooManyBytes
 from imgsearch.model.preprocess import ImageLimits
-from imgsearch.store import EmbeddingRecord, EmbeddingStore, now_iso
+from imgsearch.store import EmbeddingRecord, EmbeddingStore
 
 tracer = Tracer()
 

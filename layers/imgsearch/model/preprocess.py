@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from imgsearch.core.config import ModelSettings
 from imgsearch.model.errors import (
     CorruptImage,
     EmptyImage,
@@ -37,8 +38,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ImageLimits:
-    max_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 64_000_000
+    max_bytes: int = ModelSettings.max_image_bytes
+    max_pixels: int = ModelSettings.max_image_pixels
 
 
 def decode_image(

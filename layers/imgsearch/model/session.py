@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from imgsearch.index.vectors import l2_normalise
+from imgsearch.core.vectors import l2_normalise
 from imgsearch.model.bundle import (
     TEXTUAL,
     TOKENIZER,

@@ -1,0 +1,56 @@
+"""``imgsearch upload PATH...``: put image files under the stack's image prefix, with progress."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from botocore.exceptions import BotoCoreError, ClientError
+from tqdm import tqdm
+
+from imgsearch_devkit.cli.common import fail, print_json
+from imgsearch_devkit.cli.target import add_target_arguments, resolve_target
+from imgsearch_devkit.ops.upload import plan_uploads, upload
+from imgsearch_devkit.target import TargetError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "upload",
+        help="upload image files or folders to the stack's image prefix",
+        description=(
+            "Upload image files (folders are walked; their files keep their relative paths) to "
+            "the image prefix, where the embed function picks them up. Non-image files are "
+            "skipped and listed."
+        ),
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    parser.add_argument("--json", action="store_true", help="print the uploaded keys as JSON")
+    add_target_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        target = resolve_target(args)
+        plan = plan_uploads(args.paths, target.image_prefix)
+    except (TargetError, FileNotFoundError) as exc:
+        return fail(str(exc))
+    for path in plan.skipped:
+        print(f"skipped (not an image file): {path}")
+    if not plan.items:
+        return fail("no image files to upload")
+    try:
+        with tqdm(
+            total=plan.total_bytes, unit="B", unit_scale=True, desc="upload", disable=args.json
+        ) as bar:
+            count = upload(
+                target.client("s3"), target.bucket, plan, on_done=lambda i: bar.update(i.size)
+            )
+    except (BotoCoreError, ClientError, OSError) as exc:
+        return fail(f"upload failed: {exc}")
+    if args.json:
+        print_json({"bucket": target.bucket, "keys": [item.key for item in plan.items]})
+    else:
+        print(f"uploaded {count} image(s) to s3://{target.bucket}/{target.image_prefix}")
+    return 0

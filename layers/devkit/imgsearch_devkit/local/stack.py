@@ -1,0 +1,444 @@
+"""``LocalStack``: the whole service on one machine, started and stopped in-process.
+
+Start order: the moto server (S3, SQS, DynamoDB, SNS, Step Functions, Lambda, IAM on one port),
+the template's resources, the handlers (each built by its module's ``build`` with ``Settings``
+read from its own function's environment in the template, and boto3 clients of the moto
+endpoint), the Lambda dispatch for the pipeline's tasks, the state machine, the SQS event source
+mapping for the embed function, the HTTP API for the query function, an optional pipeline
+schedule, and last the state file (``.imgsearch/local.json``) that tells other tools the stack is
+up. ``stop()`` undoes all of it::
+
+    with LocalStack(LocalStackConfig(aws_port=0, api_port=0)) as stack:
+        stack.target.api_url, stack.target.bucket
+        stack.wait_for_ingestion(expected=10)
+        stack.run_pipeline()
+"""
+
+from __future__ import annotations
+
+import copy
+import errno
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from imgsearch.core.aws import LOCAL_CREDENTIALS, Clients
+from imgsearch.core.config import Settings
+from imgsearch_devkit.local.function_logs import routed_function_output
+from imgsearch_devkit.local.http_adapter import ApiServer
+from imgsearch_devkit.local.lambda_dispatch import (
+    Handler,
+    LambdaDispatch,
+    install_lambda_dispatch,
+    load_handler,
+)
+from imgsearch_devkit.local.moto_fixes import moto_fixes
+from imgsearch_devkit.local.resources import (
+    FunctionSpec,
+    LocalResources,
+    create_resources,
+    task_root_path,
+)
+from imgsearch_devkit.local.sqs_worker import SqsEventSourceMapping
+from imgsearch_devkit.local.template import load_template
+from imgsearch_devkit.ops.stats import queue_depth
+from imgsearch_devkit.project import project_root
+from imgsearch_devkit.target import LOCAL_STATE_FILE, Target
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STACK_NAME = "imgsearch-local"
+DEFAULT_PARAMETERS = {"Stage": "local"}
+SCHEDULE_INPUT = '{"trigger": "schedule"}'
+"""What the template's EventBridge schedule sends (``IndexPipeline.Events.Rebuild.Input``)."""
+
+
+_one_per_process = threading.Lock()
+
+
+class PortInUse(OSError):
+    """A port the stack needs is taken (another ``imgsearch local up`` is likely running)."""
+
+
+class StackError(RuntimeError):
+    """The stack could not start, or an operation on it failed."""
+
+
+@dataclass
+class LocalStackConfig:
+    aws_port: int = 5000
+    """moto server port; 0 picks a free one."""
+    api_port: int = 3000
+    """HTTP API port; 0 picks a free one."""
+    stack_name: str = DEFAULT_STACK_NAME
+    region: str = "us-east-1"
+    parameters: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PARAMETERS))
+    """Template parameter overrides (``Stage`` names the bucket)."""
+    schedule_seconds: float = 0
+    """Start a pipeline execution this often (0: only on demand)."""
+    state_file: Path = LOCAL_STATE_FILE
+    repo: Path = field(default_factory=project_root)
+    """Where ``template.yaml``, ``statemachine/`` and ``functions/`` are."""
+    function_log: Path | None = None
+    """Where the functions' output (logs, EMF metrics) goes; ``None``: this process's stdout."""
+    index_refresh_seconds: int = 5
+    """How often the query function looks for a new index (60 s on AWS; short here so a
+    pipeline run shows up at once)."""
+    model_uri: str = ""
+    """A model bundle for every function instead of the template's (empty: the demo bundle)."""
+    poll_wait_seconds: int = 2
+    """The event source mapping's long-poll wait (Lambda uses 20 s; shorter stops faster)."""
+
+
+class _MotoServer:
+    """``moto.server.ThreadedMotoServer`` with a bind error raised instead of hanging ``start``."""
+
+    def __init__(self, host: str, port: int) -> None:
+        from moto.server import ThreadedMotoServer
+
+        class Server(ThreadedMotoServer):
+            error: BaseException | None = None
+
+            def _server_entry(self) -> None:
+                try:
+                    super()._server_entry()
+                except BaseException as exc:
+                    self.error = exc
+                    self._server_ready_event.set()
+
+        self.server = Server(ip_address=host, port=port, verbose=False)
+
+    def start(self) -> tuple[str, int]:
+        self.server.start()
+        if self.server.error is not None:
+            raise self.server.error
+        return self.server.get_host_and_port()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def _port_in_use(port: int, what: str, flag: str) -> PortInUse:
+    return PortInUse(
+        errno.EADDRINUSE,
+        f"port {port} ({what}) is already in use - is another `imgsearch local up` running? "
+        f"Stop it, or pick another port with {flag} (0 picks a free one)",
+    )
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        # As the HTTP servers bind: TIME_WAIT leftovers of a stopped stack do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class LocalStack:
+    def __init__(self, config: LocalStackConfig | None = None) -> None:
+        self.config = config or LocalStackConfig()
+        self.target: Target | None = None
+        self.resources: LocalResources | None = None
+        self.mapping: SqsEventSourceMapping | None = None
+        self.api: ApiServer | None = None
+        self.dispatch: LambdaDispatch | None = None
+        self._exit = ExitStack()
+        self._stop = threading.Event()
+        self._cache_dir: Path | None = None
+        self._clients: Clients | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> Target:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Target:
+        config = self.config
+        template = load_template(config.repo / "template.yaml")
+        # Bind the API port first: a busy port fails before anything else starts.
+        self.api = self._bind_api(config.api_port)
+
+        moto = _MotoServer("127.0.0.1", config.aws_port)
+        # werkzeug reports a busy port with its own message and sys.exit(1) in the server
+        # thread; checking first gives the clear error.
+        if config.aws_port and not _port_free("127.0.0.1", config.aws_port):
+            raise _port_in_use(config.aws_port, "AWS endpoint", "--aws-port")
+        try:
+            host, port = moto.start()
+        except (OSError, SystemExit) as exc:
+            raise StackError(f"the moto server did not start on port {config.aws_port}") from exc
+        self._exit.callback(moto.stop)
+        # moto's backends (and its MOTO_PORT setting) are process-wide.
+        if not _one_per_process.acquire(blocking=False):
+            raise StackError("a local stack is already running in this process")
+        self._exit.callback(_one_per_process.release)
+        endpoint = f"http://{host}:{port}"
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._enable_step_functions_interpreter()
+        self._exit.enter_context(moto_fixes())
+        if config.function_log:
+            self._exit.enter_context(routed_function_output(config.function_log))
+
+        self._cache_dir = Path(tempfile.mkdtemp(prefix="imgsearch-local-"))
+        self._exit.callback(shutil.rmtree, self._cache_dir, True)
+        # moto's Step Functions interpreter calls Lambda at localhost:$MOTO_PORT (moto's own
+        # setting, read from the environment: moto.settings.moto_server_port).
+        self._exit.enter_context(_moto_port(port))
+        self._clients = Clients.for_endpoint(endpoint, config.region)
+
+        clients = {
+            name: self._client(name, endpoint)
+            for name in ("s3", "sqs", "cloudformation", "stepfunctions")
+        }
+        resources = create_resources(
+            clients, template, config.stack_name, config.region, config.parameters
+        )
+        self.resources = resources
+
+        handlers = self._build_handlers(resources)
+        routes = {
+            spec.name: handlers[spec.logical_id]
+            for spec in resources.functions.values()
+            if spec.logical_id not in (resources.embed.function, resources.api_function)
+        }
+        self.dispatch = self._exit.enter_context(install_lambda_dispatch(routes))
+        state_machine_arn = resources.state_machine_arn
+
+        embed = resources.functions[resources.embed.function]
+        self.mapping = SqsEventSourceMapping(
+            clients["sqs"],
+            resources.queue_url,
+            resources.queue_arn,
+            handlers[embed.logical_id],
+            batch_size=resources.embed.batch_size,
+            batch_window=resources.embed.batch_window,
+            wait_seconds=config.poll_wait_seconds,
+            function_name=embed.name,
+            timeout_seconds=embed.timeout,
+            region=config.region,
+        )
+        self.mapping.start()
+        self._exit.callback(self.mapping.stop)
+
+        query = resources.functions[resources.api_function]
+        self.api.handler = handlers[query.logical_id]
+        self.api.function_name = query.name
+        self.api.timeout_seconds = query.timeout
+        self.api.start()
+
+        self.target = Target(
+            region=config.region,
+            bucket=resources.bucket,
+            table=resources.table,
+            image_prefix=resources.image_prefix,
+            queue_url=resources.queue_url,
+            dlq_url=resources.dlq_url,
+            state_machine_arn=state_machine_arn,
+            alerts_topic_arn=resources.alerts_topic_arn,
+            api_url=self.api.url,
+            aws_endpoint=endpoint,
+            stack=config.stack_name,
+        )
+        if config.schedule_seconds > 0:
+            self._start_schedule(config.schedule_seconds)
+        self._write_state_file(self.target)
+        return self.target
+
+    def stop(self) -> None:
+        """Stop everything that started, newest first; safe to call twice."""
+        self._stop.set()
+        if self.api is not None:
+            api, self.api = self.api, None
+            api.stop()
+        self._exit.close()
+
+    def serve_forever(self) -> None:
+        """Block until Ctrl-C (or ``stop()`` from another thread)."""
+        while not self._stop.wait(0.5):
+            pass
+
+    # ------------------------------------------------------------------ start helpers
+    def _bind_api(self, port: int) -> ApiServer:
+        try:
+            return ApiServer(_unavailable, port=port)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise _port_in_use(port, "search API", "--api-port") from exc
+            raise
+
+    def _enable_step_functions_interpreter(self) -> None:
+        # The server runs in this process: its Step Functions backend reads moto's user config
+        # (what POST /moto-api/config sets), so the real ASL interpreter is switched on here.
+        from moto.core.config import default_user_config
+
+        saved = copy.deepcopy(default_user_config.get("stepfunctions", {}))
+        default_user_config["stepfunctions"] = {**saved, "execute_state_machine": True}
+        self._exit.callback(default_user_config.__setitem__, "stepfunctions", saved)
+
+    def _function_settings(self, spec: FunctionSpec) -> Settings:
+        """What the function's Lambda would read: the template's environment, with image paths
+        mapped into the checkout and the cache folders and refresh rate of this stack."""
+        assert self._cache_dir is not None
+        environment = {
+            name: task_root_path(value, self.config.repo)
+            for name, value in spec.environment.items()
+        }
+        environment.update(
+            AWS_REGION=self.config.region,
+            AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(spec.memory),
+            # The checkout holds models/ where the image's task root does.
+            LAMBDA_TASK_ROOT=str(self.config.repo),
+            IMGSEARCH_MODEL_CACHE_DIR=str(self._cache_dir / "models"),
+            IMGSEARCH_INDEX_CACHE_DIR=str(self._cache_dir / "indexes"),
+            IMGSEARCH_INDEX_REFRESH_SECONDS=str(self.config.index_refresh_seconds),
+        )
+        if self.config.model_uri:
+            environment["IMGSEARCH_MODEL_URI"] = self.config.model_uri
+        return Settings.from_env(environment)
+
+    def _build_handlers(self, resources: LocalResources) -> dict[str, Handler]:
+        """Build every handler from its function's settings, as its own Lambda's init would."""
+        assert self._clients is not None
+        handlers: dict[str, Handler] = {}
+        for spec in resources.functions.values():
+            try:
+                handlers[spec.logical_id] = load_handler(
+                    spec.handler,
+                    self._function_settings(spec),
+                    self._clients,
+                    functions_dir=self.config.repo / "functions",
+                )
+            except Exception as exc:  # its init failed, as a cold start would
+                raise StackError(
+                    f"{spec.logical_id} ({spec.handler}) failed to initialise: {exc}"
+                ) from exc
+        return handlers
+
+    def _client(self, service: str, endpoint: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=endpoint,
+            region_name=self.config.region,
+            **LOCAL_CREDENTIALS,
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}),
+        )
+
+    def _start_schedule(self, seconds: float) -> None:
+        def tick() -> None:
+            while not self._stop.wait(seconds):
+                try:
+                    arn = self.start_pipeline(SCHEDULE_INPUT)
+                    logger.info("scheduled pipeline execution %s", arn)
+                except Exception:
+                    logger.exception("could not start the scheduled pipeline execution")
+
+        thread = threading.Thread(target=tick, name="imgsearch-schedule", daemon=True)
+        thread.start()
+        self._exit.callback(thread.join, 5)
+
+    def _write_state_file(self, target: Target) -> None:
+        path = self.config.state_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(target.to_json() + "\n", encoding="utf-8")
+        temporary.replace(path)
+        self._exit.callback(_remove_state_file, path, target.to_json())
+
+    # ------------------------------------------------------------------ operations
+    def require_target(self) -> Target:
+        if self.target is None:
+            raise StackError("the local stack is not running")
+        return self.target
+
+    def start_pipeline(self, execution_input: str = "{}") -> str:
+        """Start an index pipeline execution; returns its ARN."""
+        target = self.require_target()
+        if not target.state_machine_arn:
+            raise StackError("the template declares no state machine")
+        sfn = target.client("stepfunctions")
+        return sfn.start_execution(stateMachineArn=target.state_machine_arn, input=execution_input)[
+            "executionArn"
+        ]
+
+    def run_pipeline(self, execution_input: str = "{}", timeout: float = 600) -> dict[str, Any]:
+        """Start an execution and wait for it; returns ``describe_execution``'s answer."""
+        arn = self.start_pipeline(execution_input)
+        sfn = self.require_target().client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        while True:
+            described = sfn.describe_execution(executionArn=arn)
+            if described["status"] != "RUNNING":
+                return described
+            if time.monotonic() > deadline:
+                raise StackError(f"pipeline execution {arn} still running after {timeout:.0f} s")
+            time.sleep(0.5)
+
+    def ingest_idle(self) -> bool:
+        """Nothing waiting or in flight on the ingest queue and the mapping is not busy."""
+        target = self.require_target()
+        visible, in_flight = queue_depth(target.client("sqs"), target.queue_url)
+        return visible == 0 and in_flight == 0 and not (self.mapping and self.mapping.busy)
+
+    def wait_for_ingestion(self, timeout: float = 300, settle: float = 0.5) -> None:
+        """Block until the ingest queue is drained (checked twice, ``settle`` s apart)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.ingest_idle():
+                time.sleep(settle)
+                if self.ingest_idle():
+                    return
+            if time.monotonic() > deadline:
+                raise StackError(f"ingestion did not finish within {timeout:.0f} s")
+            time.sleep(0.25)
+
+
+def _unavailable(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return {"statusCode": 503, "body": json.dumps({"message": "starting"})}
+
+
+def _remove_state_file(path: Path, written: str) -> None:
+    # Only our own: a second stack may have replaced it since.
+    try:
+        if path.read_text(encoding="utf-8").strip() == written.strip():
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+@contextmanager
+def _moto_port(port: int) -> Iterator[None]:
+    saved = os.environ.get("MOTO_PORT")
+    os.environ["MOTO_PORT"] = str(port)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MOTO_PORT", None)
+        else:
+            os.environ["MOTO_PORT"] = saved

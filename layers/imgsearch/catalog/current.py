@@ -1,0 +1,85 @@
+"""``indexes/current.json``: the pointer that names the serving version.
+
+It only changes through a conditional write (``If-Match`` on its ETag, or ``If-None-Match: *``
+for the first one), so two publishers never both win and a reader never sees a half-published
+index::
+
+    pointer = read_current(s3, bucket)                     # None before the first publish
+    write_current(s3, bucket, CurrentIndex(version=v, ...), expected_etag=pointer and pointer.etag)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import Field
+
+from imgsearch.catalog.contract import Contract, Figure
+from imgsearch.catalog.errors import PublishConflict
+from imgsearch.catalog.layout import CURRENT_FILE
+from imgsearch.core.aws import error_code, is_not_found
+
+__all__ = ["CurrentIndex", "PublishConflict", "read_current", "write_current"]
+
+CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
+"""What S3 answers a conditional ``PutObject`` that lost (412), or raced another (409)."""
+
+
+class CurrentIndex(Contract):
+    """The contents of ``current.json`` (plus the ETag it was read with).
+
+    Also the rollback function's output: the ``current.json`` it wrote.
+    """
+
+    LABEL = "current.json"
+
+    version: str
+    model: str
+    count: int
+    built_at: str
+    published_at: str = ""
+    snapshot_hash: str = ""
+    dim: int = 0
+    dtype: str = ""
+    previous: str = ""
+    expansion_search: int = 0
+    """The search effort Validate chose for this version (0: not recorded, use the setting)."""
+    headline: dict[str, Figure] = Field(default_factory=dict)
+    """Key figures of the report (recall_at_10, p99_ms, precision_at_10 ...)."""
+    etag: str = Field(default="", exclude=True, repr=False)
+    """The ETag it was read with: not part of the file."""
+
+
+def read_current(s3: Any, bucket: str, prefix: str = "indexes/") -> CurrentIndex | None:
+    try:
+        response = s3.get_object(Bucket=bucket, Key=prefix + CURRENT_FILE)
+    except ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    current = CurrentIndex.parse_json(response["Body"].read())
+    return current.model_copy(update={"etag": response.get("ETag", "")})
+
+
+def write_current(
+    s3: Any, bucket: str, current: CurrentIndex, expected_etag: str | None, prefix: str = "indexes/"
+) -> str:
+    """Replace ``current.json`` only if it is still the one read (``expected_etag``; ``None``
+    means "there must be none yet"). Returns the new ETag; raises ``PublishConflict``."""
+    condition = {"IfMatch": expected_etag} if expected_etag else {"IfNoneMatch": "*"}
+    try:
+        response = s3.put_object(
+            Bucket=bucket,
+            Key=prefix + CURRENT_FILE,
+            Body=current.to_json(),
+            ContentType="application/json",
+            **condition,
+        )
+    except ClientError as exc:
+        if error_code(exc) in CONFLICT_CODES:
+            raise PublishConflict(
+                f"{prefix}{CURRENT_FILE} changed since it was read (another run published)"
+            ) from exc
+        raise
+    return response.get("ETag", "")

@@ -1,0 +1,237 @@
+"""Configuration: every environment variable the service reads, read here and nowhere else.
+
+Each setting is a dataclass field that names its variable and states its default once
+(``env(...)``); ``Settings.from_env`` reads them all::
+
+    from imgsearch.core.config import Settings
+
+    settings = Settings.from_env()                 # os.environ, on Lambda
+    settings.bucket, settings.index.dtype, settings.gate.min_recall
+
+Tests and the local stack pass a mapping instead of touching ``os.environ``::
+
+    Settings.from_env({"IMGSEARCH_BUCKET": "b", "IMGSEARCH_TABLE": "t"})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+PREFIX = "IMGSEARCH_"
+DEMO_BUNDLE = Path("models") / "demo-clip"
+"""Where the image holds the embedded demo bundle, relative to the task root."""
+LAMBDA_VCPU_MB = 1769
+"""Lambda gives one full vCPU per 1,769 MB of memory, up to 6 at 10,240 MB."""
+
+T = TypeVar("T")
+Parser = Callable[[str, str], Any]
+
+
+class ConfigError(ValueError):
+    """An environment variable is missing or has a value that cannot be used."""
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _number(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _folder(name: str, raw: str) -> str:
+    return raw if raw.endswith("/") else raw + "/"
+
+
+def one_of(*allowed: str) -> Parser:
+    def parse(name: str, raw: str) -> str:
+        value = raw.lower()
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    return parse
+
+
+_PARSERS: dict[type, Parser] = {int: _positive_int, float: _number, str: _text}
+
+
+def env(variable: str, default: T, parse: Parser | None = None) -> T:
+    """A setting read from ``variable`` (empty or unset: ``default``)."""
+    reader = parse or _PARSERS[type(default)]
+    return field(default=default, metadata={"env": variable, "parse": reader})
+
+
+S = TypeVar("S")
+
+
+def _read(cls: type[S], environ: Mapping[str, str], **computed: Any) -> S:
+    """An instance of the settings dataclass ``cls`` from ``environ``; ``computed`` wins."""
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(cls):  # type: ignore[arg-type]
+        variable = item.metadata.get("env")
+        raw = environ.get(variable, "").strip() if variable else ""
+        if raw:
+            values[item.name] = item.metadata["parse"](variable, raw)
+    return cls(**{**values, **computed})
+
+
+def lambda_threads(environ: Mapping[str, str]) -> int:
+    """Threads for onnxruntime and usearch.
+
+    ``IMGSEARCH_THREADS`` wins. On Lambda, vCPUs grow with memory, so the count is derived from
+    ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``; elsewhere it is the machine's CPU count.
+    """
+    explicit = environ.get(PREFIX + "THREADS", "").strip()
+    if explicit and explicit != "0":
+        return _positive_int(PREFIX + "THREADS", explicit)
+    memory = environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "").strip()
+    if memory:
+        return max(1, min(6, round(int(memory) / LAMBDA_VCPU_MB)))
+    return max(1, os.cpu_count() or 1)
+
+
+def running_on_lambda(environ: Mapping[str, str] | None = None) -> bool:
+    """True inside a Lambda execution environment (the runtime sets the function name)."""
+    return bool((os.environ if environ is None else environ).get("AWS_LAMBDA_FUNCTION_NAME"))
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    uri: str = env("IMGSEARCH_MODEL_URI", "")
+    """Bundle folder or ``s3://bucket/prefix/``; empty: the demo bundle in the image's task root."""
+    cache_dir: str = env("IMGSEARCH_MODEL_CACHE_DIR", "/tmp/imgsearch/models")
+    threads: int = 1
+    """From ``lambda_threads``."""
+    max_image_bytes: int = env("IMGSEARCH_MAX_IMAGE_BYTES", 20 * 1024 * 1024)
+    max_image_pixels: int = env("IMGSEARCH_MAX_IMAGE_PIXELS", 64_000_000)
+    batch_size: int = env("IMGSEARCH_EMBED_BATCH_SIZE", 16)
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    prefix: str = env("IMGSEARCH_INDEX_PREFIX", "indexes/", _folder)
+    snapshot_prefix: str = env("IMGSEARCH_SNAPSHOT_PREFIX", "snapshots/", _folder)
+    dtype: str = env("IMGSEARCH_INDEX_DTYPE", "f16", one_of("f32", "f16", "i8"))
+    """f16 by default; i8 halves the index for about 0.01 of recall@10 (benchmarks/index.py)."""
+    connectivity: int = env("IMGSEARCH_INDEX_CONNECTIVITY", 24)
+    expansion_add: int = env("IMGSEARCH_INDEX_EXPANSION_ADD", 64)
+    """With connectivity 24, half the build of connectivity 16 at ``expansion_add`` 128 for
+    the same recall, so a 1M rebuild fits in 5 minutes on 6 vCPUs (benchmarks/index.py)."""
+    expansion_search: int = env("IMGSEARCH_INDEX_EXPANSION_SEARCH", 512)
+    """The most search effort Validate may give a version, and what a version published without
+    a tuned value searches at. 64 serves 100k at recall@10 0.98 but 1M at 0.79; 512 reaches 0.95
+    at 1M (benchmarks/index.py, clustered vectors)."""
+    min_expansion_search: int = env("IMGSEARCH_INDEX_MIN_EXPANSION_SEARCH", 64)
+    """Validate tries this, twice this, ... up to ``expansion_search`` and serves the first whose
+    recall clears the gate by ``GateSettings.tune_margin``: small collections search less.
+    Set it to ``expansion_search`` to serve that value always."""
+    keep_versions: int = env("IMGSEARCH_INDEX_KEEP_VERSIONS", 5)
+    scan_segments: int = env("IMGSEARCH_SCAN_SEGMENTS", 4)
+    cache_dir: str = env("IMGSEARCH_INDEX_CACHE_DIR", "/tmp/imgsearch/indexes")
+    refresh_seconds: int = env("IMGSEARCH_INDEX_REFRESH_SECONDS", 60)
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    min_recall: float = env("IMGSEARCH_GATE_MIN_RECALL", 0.95)
+    """ANN recall@10 against exact search."""
+    quality_margin: float = env("IMGSEARCH_GATE_QUALITY_MARGIN", 0.02)
+    """How far precision/recall/nDCG/MRR may fall below the serving index's report."""
+    max_p99_ms: float = env("IMGSEARCH_GATE_MAX_P99_MS", 50.0)
+    tune_margin: float = env("IMGSEARCH_GATE_TUNE_MARGIN", 0.02)
+    """Recall@10 above ``min_recall`` that a tuned ``expansion_search`` must reach: about twice
+    the sampling error of recall over ``sample_queries`` probes."""
+    sample_queries: int = env("IMGSEARCH_GATE_SAMPLE_QUERIES", 200)
+    golden_key: str = env("IMGSEARCH_GOLDEN_KEY", "eval/golden.jsonl")
+
+    @property
+    def tune_floor(self) -> float:
+        """The recall@10 at which Validate stops raising ``expansion_search``."""
+        return self.min_recall + self.tune_margin
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    max_upload_bytes: int = env("IMGSEARCH_MAX_UPLOAD_BYTES", 6 * 1024 * 1024)
+    default_k: int = env("IMGSEARCH_DEFAULT_K", 20)
+    max_k: int = env("IMGSEARCH_MAX_K", 100)
+    presign_seconds: int = env("IMGSEARCH_PRESIGN_SECONDS", 900)
+    query_cache_size: int = env("IMGSEARCH_QUERY_CACHE_SIZE", 256)
+    deleted_refresh_seconds: float = env("IMGSEARCH_DELETED_REFRESH_SECONDS", 1.0)
+    """How stale the query function's set of deleted keys may get (0: checked every search)."""
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings:
+    """What Powertools' Logger and Metrics are named (the template sets both for every function)."""
+
+    service: str = env("POWERTOOLS_SERVICE_NAME", "imgsearch")
+    namespace: str = env("POWERTOOLS_METRICS_NAMESPACE", "imgsearch")
+    log_level: str = env("POWERTOOLS_LOG_LEVEL", "INFO")
+
+
+@dataclass(frozen=True)
+class Settings:
+    bucket: str = env("IMGSEARCH_BUCKET", "")
+    image_prefix: str = env("IMGSEARCH_IMAGE_PREFIX", "images/", _folder)
+    table: str = env("IMGSEARCH_TABLE", "")
+    queue_url: str = env("IMGSEARCH_QUEUE_URL", "")
+    dlq_url: str = env("IMGSEARCH_DLQ_URL", "")
+    state_machine_arn: str = env("IMGSEARCH_STATE_MACHINE_ARN", "")
+    alerts_topic_arn: str = env("IMGSEARCH_ALERTS_TOPIC_ARN", "")
+    region: str = "us-east-1"
+    """``AWS_REGION``, else ``AWS_DEFAULT_REGION``."""
+    model: ModelSettings = field(default_factory=ModelSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
+    gate: GateSettings = field(default_factory=GateSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env_ = os.environ if environ is None else environ
+        task_root = Path(env_.get("LAMBDA_TASK_ROOT") or "/var/task")
+        model = _read(ModelSettings, env_, threads=lambda_threads(env_))
+        if not model.uri:
+            model = dataclasses.replace(model, uri=str(task_root / DEMO_BUNDLE))
+        return _read(
+            cls,
+            env_,
+            region=env_.get("AWS_REGION") or env_.get("AWS_DEFAULT_REGION") or cls.region,
+            model=model,
+            index=_read(IndexSettings, env_),
+            gate=_read(GateSettings, env_),
+            api=_read(ApiSettings, env_),
+            observability=_read(ObservabilitySettings, env_),
+        )
+
+    def require(self, *names: str) -> None:
+        """Fail fast, at init, when a handler's required settings are empty.
+
+        >>> Settings.from_env({}).require("bucket")
+        Traceback (most recent call last):
+        imgsearch.core.config.ConfigError: missing configuration: IMGSEARCH_BUCKET
+        """
+        variables = {f.name: f.metadata.get("env", f.name) for f in dataclasses.fields(self)}
+        missing = [variables[name] for name in names if not getattr(self, name)]
+        if missing:
+            raise ConfigError("missing configuration: " + ", ".join(missing))

@@ -1,0 +1,1 @@
+"""Retrieval metrics (precision, recall, nDCG, MRR) shared by Validate and model evaluation."""

@@ -1,1 +1,0 @@
-"""The vector index: snapshot, build, validate, publish; artifacts and the serving pointer."""

@@ -1,0 +1,129 @@
+"""Build: a usearch HNSW index over a snapshot, keyed by the stable 63-bit image ids.
+
+Cosine similarity; the stored scalar type (``f16`` by default, or ``i8``/``f32``), connectivity
+and expansion come from ``settings.index``, the metric and stored form of the vectors from
+:mod:`imgsearch.core.vectors`. Vectors are added in batches straight from the snapshot's
+float16 memmap, on every thread the function has::
+
+    index = build_index(local.vectors, local.ids, settings.index, threads=6)
+    result = build_version(settings, s3, manifest)   # uploads indexes/<version>/index.usearch, keys
+
+The saved file carries its metric, scalar type and dimensions, so the query function opens it
+with ``Index.restore(path, view=True)`` and gets the same index back. ``BuildResult``, the
+step's output, is part of the version's report: :mod:`imgsearch.catalog.report` defines it.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from usearch.index import Index
+
+from imgsearch.catalog.errors import PipelineError
+from imgsearch.catalog.keytable import KeyTable
+from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE, new_version, version_key
+from imgsearch.catalog.report import BuildResult, SnapshotManifest
+from imgsearch.core.clock import now_iso
+from imgsearch.core.config import IndexSettings, Settings
+from imgsearch.core.vectors import metric_for, prepare
+from imgsearch.pipeline.snapshot import LocalSnapshot
+
+logger = logging.getLogger(__name__)
+
+ADD_BATCH = 65_536
+"""Rows converted and added per call: bounds the float32 copy made of each batch."""
+
+
+class BuildError(PipelineError):
+    """The snapshot cannot become an index (duplicate ids, or the index lost vectors)."""
+
+
+def new_index(dim: int, settings: IndexSettings) -> Index:
+    return Index(
+        ndim=dim,
+        metric=metric_for(settings.dtype),
+        dtype=settings.dtype,
+        connectivity=settings.connectivity,
+        expansion_add=settings.expansion_add,
+        expansion_search=settings.expansion_search,
+    )
+
+
+def check_unique(ids: np.ndarray) -> None:
+    ordered = np.sort(ids)
+    clashes = ordered[1:][ordered[1:] == ordered[:-1]]
+    if len(clashes):
+        raise BuildError(f"{len(clashes)} duplicate image ids, e.g. {int(clashes[0])}")
+
+
+def build_index(
+    vectors: np.ndarray, ids: np.ndarray, settings: IndexSettings, threads: int
+) -> Index:
+    """Add ``vectors`` (rows, any float dtype) under ``ids`` to a new index, in batches."""
+    if len(vectors) != len(ids):
+        raise BuildError(f"{len(vectors)} vectors but {len(ids)} ids")
+    check_unique(ids)
+    index = new_index(vectors.shape[1], settings)
+    keys = ids.astype(np.uint64)
+    started = time.perf_counter()
+    for begin in range(0, len(ids), ADD_BATCH):
+        end = min(begin + ADD_BATCH, len(ids))
+        index.add(keys[begin:end], prepare(vectors[begin:end], settings.dtype), threads=threads)
+        logger.info(
+            "build: %d/%d vectors added (%.1f s)", end, len(ids), time.perf_counter() - started
+        )
+    if len(index) != len(ids):
+        raise BuildError(f"index holds {len(index)} vectors, snapshot {len(ids)}")
+    return index
+
+
+def build_version(
+    settings: Settings, s3: Any, manifest: SnapshotManifest, workdir: str | None = None
+) -> BuildResult:
+    """Download the snapshot, build, upload ``index.usearch`` and ``keys`` under a new version."""
+    version = new_version()
+    threads = settings.model.threads
+    with tempfile.TemporaryDirectory(dir=workdir) as name:
+        folder = Path(name)
+        local = LocalSnapshot.download(s3, settings.bucket, manifest, folder)
+        started = time.perf_counter()
+        index = build_index(local.vectors, local.ids, settings.index, threads)
+        build_seconds = time.perf_counter() - started
+        index_path, keys_path = folder / INDEX_FILE, folder / KEYS_FILE
+        index.save(str(index_path))
+        KeyTable.write(keys_path, local.ids, local.keys())
+        index_key = version_key(settings.index.prefix, version, INDEX_FILE)
+        keys_key = version_key(settings.index.prefix, version, KEYS_FILE)
+        s3.upload_file(str(index_path), settings.bucket, index_key)
+        s3.upload_file(str(keys_path), settings.bucket, keys_key)
+        result = BuildResult(
+            version=version,
+            index_key=index_key,
+            keys_key=keys_key,
+            count=len(index),
+            dim=manifest.dim,
+            metric=metric_for(settings.index.dtype),
+            dtype=settings.index.dtype,
+            connectivity=settings.index.connectivity,
+            expansion_add=settings.index.expansion_add,
+            threads=threads,
+            build_seconds=round(build_seconds, 3),
+            index_bytes=index_path.stat().st_size,
+            keys_bytes=keys_path.stat().st_size,
+            memory_bytes=int(index.memory_usage),
+            built_at=now_iso(),
+        )
+    logger.info(
+        "build: version %s, %d vectors, %.1f s on %d threads, %d bytes",
+        version,
+        result.count,
+        result.build_seconds,
+        threads,
+        result.index_bytes,
+    )
+    return result

@@ -1,0 +1,478 @@
+"""Validate: measure a built version, write every figure to its ``report.json``, apply the gates.
+
+Four checks, thresholds from ``settings.gate``:
+
+1. ANN quality - recall@10 of the index against exact search over the snapshot's vectors, on
+   ``sample_queries`` stored vectors with noise added, plus the golden set's text queries when
+   there is one, at each ``expansion_search`` of the ladder (``expansion_ladder``) until one
+   clears ``min_recall + tune_margin``: that one serves (the largest when none does), and the
+   other checks run at it. Gate: its recall ``>= min_recall``.
+2. Completeness - every snapshot id is in the index and resolves to its key; counts match.
+3. Retrieval quality - with a golden set (``golden_key`` in the bucket, JSON lines
+   ``{"query": "red circle", "relevant": ["images/a.png", ...]}``): precision@10, recall@10,
+   nDCG@10 and MRR. Gate: none falls more than ``quality_margin`` below the serving index's
+   figures on the same golden set (same sha256).
+4. Latency - single-query search on the probe queries, one thread: p50/p99. Gate: p99
+   ``<= max_p99_ms``.
+
+The step never raises for a failed gate: it returns ``passed: false`` and the state machine's
+Gate state rejects the version::
+
+    outcome = validate_version(settings, s3, manifest, build)
+    outcome.passed, outcome.summary, outcome.headline["recall_at_10"]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from botocore.exceptions import ClientError
+from usearch.index import BatchMatches, Index
+from usearch.index import search as exact_search
+
+from imgsearch.catalog.contract import Figure
+from imgsearch.catalog.errors import PipelineError
+from imgsearch.catalog.keytable import KeyTable
+from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE
+from imgsearch.catalog.report import (
+    AnnFigures,
+    BuildResult,
+    Completeness,
+    Gate,
+    IndexReport,
+    Latency,
+    Quality,
+    SnapshotManifest,
+    read_report,
+    write_report,
+)
+from imgsearch.core.aws import is_not_found
+from imgsearch.core.clock import now_iso
+from imgsearch.core.config import GateSettings, IndexSettings, Settings
+from imgsearch.core.keys import image_id
+from imgsearch.core.vectors import l2_normalise, prepare
+from imgsearch.eval.metrics import score_rankings
+from imgsearch.pipeline.contracts import ValidationOutcome
+from imgsearch.pipeline.snapshot import LocalSnapshot
+
+logger = logging.getLogger(__name__)
+
+K = 10
+QUERY_NOISE = 0.25
+"""Norm of the random offset added to a stored (unit) vector to make a probe query."""
+TIE_TOLERANCE = 1e-3
+"""Similarity within which an ANN neighbour ties the exact K-th (ann-benchmarks' epsilon)."""
+QUALITY_METRICS = (f"precision_at_{K}", f"recall_at_{K}", f"ndcg_at_{K}", "mrr")
+HEADLINE_NAMES = {f"recall_at_{K}": f"golden_recall_at_{K}"}
+
+
+class GoldenSetError(PipelineError):
+    """The golden set in the bucket is not valid JSON lines of {"query", "relevant"}."""
+
+
+class TextEncoder(Protocol):
+    model_id: str
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class GoldenSet:
+    queries: list[str]
+    relevant: list[frozenset[str]]
+    sha256: str
+    key: str
+
+
+def parse_golden(body: bytes, key: str) -> GoldenSet:
+    queries: list[str] = []
+    relevant: list[frozenset[str]] = []
+    for number, line in enumerate(body.decode("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise GoldenSetError(f"{key} line {number}: not JSON ({exc.msg})") from exc
+        query, keys = (
+            (item.get("query"), item.get("relevant")) if isinstance(item, dict) else (0, 0)
+        )
+        if not isinstance(query, str) or not query.strip():
+            raise GoldenSetError(f'{key} line {number}: "query" must be a non-empty string')
+        if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+            raise GoldenSetError(f'{key} line {number}: "relevant" must be a list of S3 keys')
+        queries.append(query)
+        relevant.append(frozenset(keys))
+    if not queries:
+        raise GoldenSetError(f"{key} holds no queries")
+    return GoldenSet(queries, relevant, hashlib.sha256(body).hexdigest(), key)
+
+
+def load_golden(s3: Any, bucket: str, key: str) -> GoldenSet | None:
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    return parse_golden(body, key)
+
+
+def noisy_queries(vectors: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` stored vectors (without replacement when possible), each moved a little."""
+    rows = rng.choice(len(vectors), size=count, replace=count > len(vectors))
+    base = np.asarray(vectors[np.sort(rows)], dtype=np.float32)
+    base /= np.maximum(np.linalg.norm(base, axis=1, keepdims=True), 1e-12)
+    noise = rng.standard_normal(base.shape).astype(np.float32)
+    noise *= QUERY_NOISE / np.linalg.norm(noise, axis=1, keepdims=True)
+    queries = base + noise
+    return queries / np.linalg.norm(queries, axis=1, keepdims=True)
+
+
+def exact_neighbours(
+    vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, threads: int
+) -> BatchMatches:
+    """The exact top-``K`` of each query over ``vectors`` (brute force): recall's ground truth."""
+    return exact_search(vectors, queries, min(K, len(ids)), "cos", exact=True, threads=threads)
+
+
+def ann_recall(
+    index: Index,
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    queries: np.ndarray,
+    threads: int,
+    exact: BatchMatches | None = None,
+) -> float:
+    """Mean share of the exact top-``K`` (brute force over ``vectors``, unless given as
+    ``exact``) that the index returns at its ``expansion_search``.
+
+    A returned neighbour as similar as the exact ``K``-th, within ``TIE_TOLERANCE``, counts as
+    found (as in ann-benchmarks): duplicates and near-ties, common among photos, would
+    otherwise read as misses whenever the two searches order them differently.
+    """
+    k = min(K, len(ids))
+    approx = index.search(prepare(queries, index.dtype), k, threads=threads)
+    if exact is None:
+        exact = exact_neighbours(vectors, ids, queries, threads)
+    order = np.argsort(ids)
+    hits = 0
+    for row, query in enumerate(queries):
+        found = approx.keys[row][: approx.counts[row]].astype(np.int64)
+        rows = order[np.searchsorted(ids, found, sorter=order)]
+        similarity = l2_normalise(vectors[rows]) @ query
+        kth = 1.0 - float(exact.distances[row][exact.counts[row] - 1])
+        hits += min(k, int(np.count_nonzero(similarity >= kth - TIE_TOLERANCE)))
+    return hits / (k * len(queries))
+
+
+def expansion_ladder(settings: IndexSettings) -> list[int]:
+    """``min_expansion_search``, doubling, up to ``expansion_search`` (always the last step)."""
+    steps, step = [], settings.min_expansion_search
+    while step < settings.expansion_search:
+        steps.append(step)
+        step *= 2
+    return [*steps, settings.expansion_search]
+
+
+def tune_expansion_search(
+    index: Index,
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    queries: np.ndarray,
+    ladder: Sequence[int],
+    floor: float,
+    threads: int,
+) -> tuple[int, dict[int, float]]:
+    """The first ``expansion_search`` of ``ladder`` at which recall@10 reaches ``floor`` (the
+    last one when none does), and the recall at each step tried. Leaves the index set to it::
+
+        chosen, recalls = tune_expansion_search(index, vectors, ids, queries, [64, 128], 0.97, 2)
+    """
+    exact = exact_neighbours(vectors, ids, queries, threads)
+    recalls: dict[int, float] = {}
+    for step in ladder:
+        index.expansion_search = step
+        recalls[step] = ann_recall(index, vectors, ids, queries, threads, exact)
+        if recalls[step] >= floor:
+            break
+    return step, recalls
+
+
+def check_completeness(
+    index: Index, table: KeyTable, ids: np.ndarray, keys: Sequence[str]
+) -> Completeness:
+    """Every snapshot id in the index and in the key table, resolving to the snapshot's key."""
+    in_index = np.asarray(index.contains(ids.astype(np.uint64)), dtype=bool)
+    wrong_keys = [
+        key for image_id, key in zip(ids.tolist(), keys, strict=True) if table.key(image_id) != key
+    ]
+    missing = int((~in_index).sum())
+    return Completeness(
+        snapshot_count=len(ids),
+        index_count=len(index),
+        key_table_count=len(table),
+        missing_from_index=missing,
+        wrong_or_missing_keys=len(wrong_keys),
+        complete=missing == 0 and not wrong_keys and len(index) == len(table) == len(ids),
+        example_wrong_key=wrong_keys[0] if wrong_keys else None,
+    )
+
+
+def measure_latency(index: Index, queries: np.ndarray, k: int = K) -> Latency:
+    """Single-query, single-thread search times, as the query API runs them."""
+    queries = prepare(queries, index.dtype)
+    for query in queries[: min(5, len(queries))]:
+        index.search(query, k, threads=1)  # warm caches before timing
+    timings = []
+    for query in queries:
+        started = time.perf_counter()
+        index.search(query, k, threads=1)
+        timings.append((time.perf_counter() - started) * 1000)
+    return Latency(
+        probes=len(timings),
+        p50_ms=round(float(np.percentile(timings, 50)), 4),
+        p99_ms=round(float(np.percentile(timings, 99)), 4),
+        max_ms=round(float(np.max(timings)), 4),
+    )
+
+
+def retrieval_quality(
+    index: Index,
+    table: KeyTable,
+    text_vectors: np.ndarray,
+    golden: GoldenSet,
+    threads: int,
+    baseline_version: str = "",
+) -> Quality:
+    matches = index.search(prepare(text_vectors, index.dtype), K, threads=threads)
+    rankings = [
+        table.lookup(matches.keys[row][: matches.counts[row]]) for row in range(len(golden.queries))
+    ]
+    scores = score_rankings(rankings, golden.relevant, k=K).as_dict()
+    known = set()
+    for relevant in golden.relevant:
+        known |= {k for k in relevant if table.key(image_id(k)) == k}
+    total = len(set().union(*golden.relevant))
+    return Quality(
+        **{name: round(float(value), 6) for name, value in scores.items()},
+        golden_key=golden.key,
+        golden_sha256=golden.sha256,
+        relevant_keys=total,
+        relevant_keys_not_indexed=total - len(known),
+        baseline_version=baseline_version,
+    )
+
+
+def quality_gates(quality: Quality, baseline: Quality | None, gate: GateSettings) -> list[Gate]:
+    """Each metric against the serving index's on the same golden set, less the margin."""
+    if baseline is None or baseline.golden_sha256 != quality.golden_sha256:
+        return [
+            Gate(
+                name="retrieval_quality",
+                passed=True,
+                value=None,
+                op=">=",
+                threshold=None,
+                detail="no serving figures on this golden set to compare with",
+            )
+        ]
+    gates = []
+    for name in QUALITY_METRICS:
+        value, served = getattr(quality, name), getattr(baseline, name)
+        floor = round(served - gate.quality_margin, 6)
+        gates.append(
+            Gate(
+                name=name,
+                passed=value >= floor,
+                value=value,
+                op=">=",
+                threshold=floor,
+                detail=f"serving {served:.4f} - margin {gate.quality_margin}",
+            )
+        )
+    return gates
+
+
+def serving_report(settings: Settings, s3: Any, manifest: SnapshotManifest) -> IndexReport | None:
+    """The report of the version serving when the snapshot was taken (the baseline)."""
+    if not manifest.serving_version:
+        return None
+    return read_report(s3, settings.bucket, settings.index.prefix, manifest.serving_version)
+
+
+def default_text_encoder(settings: Settings, s3: Any) -> TextEncoder:
+    from imgsearch.model import ClipModel
+
+    return ClipModel.load(
+        settings.model.uri,
+        threads=settings.model.threads,
+        cache_dir=settings.model.cache_dir,
+        s3_client=s3,
+    )
+
+
+def validate_version(
+    settings: Settings,
+    s3: Any,
+    manifest: SnapshotManifest,
+    build: BuildResult,
+    text_encoder: Callable[[Settings, Any], TextEncoder] = default_text_encoder,
+    workdir: str | None = None,
+) -> ValidationOutcome:
+    """Measure ``build.version``, write its ``report.json``, return whether every gate passed."""
+    gate = settings.gate
+    threads = settings.model.threads
+    golden = load_golden(s3, settings.bucket, gate.golden_key)
+    rng = np.random.default_rng(
+        int(hashlib.blake2b(build.version.encode(), digest_size=8).hexdigest(), 16)
+    )
+    gates: list[Gate] = []
+    quality: Quality | None = None
+    with tempfile.TemporaryDirectory(dir=workdir) as name:
+        folder = Path(name)
+        local = LocalSnapshot.download(s3, settings.bucket, manifest, folder)
+        for key, file in ((build.index_key, INDEX_FILE), (build.keys_key, KEYS_FILE)):
+            s3.download_file(settings.bucket, key, str(folder / ("built-" + file)))
+        index = Index.restore(str(folder / ("built-" + INDEX_FILE)), view=True)
+        if index is None:
+            raise RuntimeError(f"{build.index_key} is not a usearch index")
+        table = KeyTable.open(folder / ("built-" + KEYS_FILE))
+
+        probes = noisy_queries(local.vectors, gate.sample_queries, rng)
+        text_vectors = None
+        if golden is not None:
+            encoder = text_encoder(settings, s3)
+            if encoder.model_id != manifest.model:
+                gates.append(
+                    Gate(
+                        name="query_model",
+                        passed=False,
+                        value=encoder.model_id,
+                        op="==",
+                        threshold=manifest.model,
+                        detail="the configured bundle would embed queries with another model",
+                    )
+                )
+            else:
+                text_vectors = encoder.encode_text(golden.queries).astype(np.float32)
+        queries = probes if text_vectors is None else np.vstack([probes, text_vectors])
+
+        expansion_search, recalls = tune_expansion_search(
+            index,
+            local.vectors,
+            local.ids,
+            queries,
+            expansion_ladder(settings.index),
+            gate.tune_floor,
+            threads,
+        )
+        recall = round(recalls[expansion_search], 6)
+        ann = AnnFigures(
+            recall_at_10=recall,
+            expansion_search=expansion_search,
+            recall_at_10_by_expansion_search={
+                str(step): round(value, 6) for step, value in recalls.items()
+            },
+            tune_floor=round(gate.tune_floor, 6),
+            queries=len(queries),
+            noisy_vector_queries=len(probes),
+            text_queries=0 if text_vectors is None else len(text_vectors),
+            query_noise=QUERY_NOISE,
+            ground_truth="usearch exact search over the snapshot's float16 vectors",
+        )
+        gates.append(
+            Gate(
+                name=f"ann_recall_at_{K}",
+                passed=recalls[expansion_search] >= gate.min_recall,
+                value=recall,
+                op=">=",
+                threshold=gate.min_recall,
+            )
+        )
+
+        completeness = check_completeness(index, table, local.ids, local.keys())
+        gates.append(
+            Gate(
+                name="completeness",
+                passed=completeness.complete,
+                value=completeness.missing_from_index + completeness.wrong_or_missing_keys,
+                op="==",
+                threshold=0,
+                detail="ids missing from the index + ids whose key is wrong or missing",
+            )
+        )
+
+        if golden is not None and text_vectors is not None:
+            quality = retrieval_quality(
+                index, table, text_vectors, golden, threads, manifest.serving_version
+            )
+            baseline = serving_report(settings, s3, manifest)
+            gates.extend(quality_gates(quality, baseline and baseline.quality, gate))
+
+        latency = measure_latency(index, probes)
+        gates.append(
+            Gate(
+                name="p99_ms",
+                passed=latency.p99_ms <= gate.max_p99_ms,
+                value=latency.p99_ms,
+                op="<=",
+                threshold=gate.max_p99_ms,
+            )
+        )
+
+    failed = [g.name for g in gates if not g.passed]
+    headline: dict[str, Figure] = {
+        f"recall_at_{K}": ann.recall_at_10,
+        "expansion_search": ann.expansion_search,
+        "p50_ms": latency.p50_ms,
+        "p99_ms": latency.p99_ms,
+    }
+    if quality is not None:
+        # recall_at_10 is the ANN figure; the golden set's recall gets its own name.
+        headline.update(
+            {HEADLINE_NAMES.get(name, name): getattr(quality, name) for name in QUALITY_METRICS}
+        )
+    summary = (
+        f"version {build.version}: every gate passed"
+        if not failed
+        else f"version {build.version} rejected: "
+        + "; ".join(
+            f"{g.name} = {g.value} (needs {g.op} {g.threshold})" for g in gates if not g.passed
+        )
+    )
+    report = IndexReport(
+        version=build.version,
+        model=manifest.model,
+        snapshot=manifest,
+        build=build,
+        gate_settings=asdict(gate),
+        ann=ann,
+        completeness=completeness,
+        quality=quality,
+        latency=latency,
+        gates=gates,
+        passed=not failed,
+        summary=summary,
+        headline=headline,
+        validated_at=now_iso(),
+    )
+    report_key = write_report(s3, settings.bucket, settings.index.prefix, report)
+    logger.info(summary)
+    return ValidationOutcome(
+        version=build.version,
+        passed=not failed,
+        summary=summary,
+        report_key=report_key,
+        headline=headline,
+        failed_gates=failed,
+    )

@@ -1,0 +1,86 @@
+"""Keys deleted after an index was built, so that search never returns them.
+
+The embed function leaves a tombstone with ``deleted_at`` when an image is deleted; the sparse
+GSI ``deletions`` lists tombstones by (model, deleted_at). ``DeletedKeys`` loads every tombstone
+that may postdate the index's snapshot when a version is loaded, then, before a search, fetches
+only the tombstones newer than the newest it has seen (its watermark) if its last look is older
+than ``max_age`` seconds: one small Query per interval, nothing per hit::
+
+    deleted = DeletedKeys(store, "demo-clip@1", since="2024-06-01T11:00:00.000000Z", max_age=1.0)
+    deleted.refresh_if_stale()
+    "images/cat.jpg" in deleted
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from imgsearch.core.clock import ISO_FORMAT
+from imgsearch.store import EmbeddingStore
+
+SNAPSHOT_LOOKBACK = timedelta(hours=1)
+"""How long before ``built_at`` a snapshot may have started: tombstones written since then are
+hidden. A snapshot reads the table before the build, so a delete that raced it may be in the
+index; one older than the snapshot cannot be."""
+
+GSI_SLACK = timedelta(seconds=30)
+"""Each refresh re-reads this much before the watermark: GSI writes propagate asynchronously,
+so a tombstone may become visible after a newer one has been seen."""
+
+
+def _shift(iso: str, delta: timedelta) -> str:
+    """``iso`` moved by ``delta``, in the table's format; "" (the beginning) when unparsable."""
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    return (moment + delta).strftime(ISO_FORMAT)
+
+
+def tombstones_since(built_at: str) -> str:
+    """The ``deleted_at`` lower bound for an index built at ``built_at`` (ISO 8601, UTC)."""
+    return _shift(built_at, -SNAPSHOT_LOOKBACK)
+
+
+class DeletedKeys:
+    """A growing set of deleted keys for one model, refreshed incrementally from the GSI."""
+
+    def __init__(
+        self,
+        store: EmbeddingStore,
+        model: str,
+        since: str,
+        max_age: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.model = model
+        self.max_age = max_age
+        self._clock = clock
+        self._keys: set[str] = set()
+        self._watermark = since
+        self._checked = float("-inf")
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def refresh(self) -> None:
+        """Fetch the tombstones written since shortly before the watermark."""
+        with self._lock:
+            started = self._clock()
+            since = _shift(self._watermark, -GSI_SLACK) if self._watermark else ""
+            for key, deleted_at in self.store.deleted_since(self.model, since):
+                self._keys.add(key)
+                self._watermark = max(self._watermark, deleted_at)
+            self._checked = started
+
+    def refresh_if_stale(self) -> None:
+        if self._clock() - self._checked >= self.max_age:
+            self.refresh()

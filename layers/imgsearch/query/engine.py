@@ -1,0 +1,210 @@
+"""Text, image and similar-image search over the served index, one page at a time.
+
+``SearchEngine`` turns a query into a unit vector (text embeddings of recent queries are cached),
+searches the served version, drops keys deleted since it was built, and pages with
+``imgsearch.query.cursor``::
+
+    engine = SearchEngine(model, store, ImageLimits(...), cache_size=256)
+    served = server.require()
+    page = engine.text(served, "two red circles", k=20, cursor=None, min_score=None)
+    page.hits[0].key, page.hits[0].score, page.next_cursor
+
+Every input problem raises an ``ApiError`` subclass with its HTTP status.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from imgsearch.core.keys import image_id
+from imgsearch.core.vectors import prepare
+from imgsearch.model import ClipModel, ImageError, ImageLimits, embed_images, l2_normalise
+from imgsearch.query.cursor import Cursor, fingerprint
+from imgsearch.query.errors import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+)
+from imgsearch.query.serving import Served
+from imgsearch.store import EmbeddingStore
+
+MAX_DEPTH = 1000
+"""The most hits one query can page through: deep pages cost deeper searches."""
+MAX_SEARCH_COUNT = 2 * MAX_DEPTH
+"""The deepest single search, leaving room for deleted keys to be skipped."""
+MAX_QUERY_CHARS = 1000
+
+_IMAGE_STATUS = {
+    "empty": BadRequest,
+    "too_large_bytes": PayloadTooLarge,
+    "too_large_pixels": PayloadTooLarge,
+}
+"""``ImageError.reason`` -> error class; any other reason means "not a usable image" (415)."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    key: str
+    id: int
+    score: float
+    """Cosine similarity (1 - the index's distance: see :mod:`imgsearch.core.vectors`)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    served: Served
+    hits: list[Hit]
+    next_cursor: str | None
+
+
+def _require_utf8(text: str, parameter: str) -> None:
+    """Events are JSON, which can carry lone surrogates: refuse what no tokenizer or key takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequest(f"{parameter} is not valid UTF-8 text", parameter=parameter) from exc
+
+
+def normalise_text(text: str) -> str:
+    """Collapse whitespace, as CLIP's tokenizer does: equal queries share one cache entry."""
+    return " ".join(text.split())
+
+
+class SearchEngine:
+    def __init__(
+        self,
+        model: ClipModel,
+        store: EmbeddingStore,
+        limits: ImageLimits,
+        cache_size: int = 256,
+    ) -> None:
+        self.model = model
+        self.store = store
+        self.limits = limits
+        self._text_vector = functools.lru_cache(maxsize=cache_size)(self._encode_text)
+
+    def _encode_text(self, text: str) -> np.ndarray:
+        vector = self.model.encode_text([text])[0]
+        vector.setflags(write=False)  # shared by every hit of the cache
+        return vector
+
+    def text(
+        self, served: Served, q: str, k: int, cursor: str | None, min_score: float | None
+    ) -> Page:
+        _require_utf8(q, "q")
+        text = normalise_text(q)
+        if not text:
+            raise BadRequest("the query text is empty", parameter="q")
+        if len(text) > MAX_QUERY_CHARS:
+            raise Unprocessable(
+                f"the query text is longer than {MAX_QUERY_CHARS} characters", parameter="q"
+            )
+        vector = self._text_vector(text)
+        served.deleted.refresh_if_stale()
+        return self.search(served, vector, fingerprint("text", text), k, cursor, min_score)
+
+    def image(
+        self, served: Served, data: bytes, k: int, cursor: str | None, min_score: float | None
+    ) -> Page:
+        (result,) = embed_images(self.model, [data], self.limits)
+        if isinstance(result, ImageError):
+            error = _IMAGE_STATUS.get(result.reason, UnsupportedMediaType)
+            raise error(f"the upload is not a usable image: {result}", reason=result.reason)
+        served.deleted.refresh_if_stale()
+        return self.search(served, result, fingerprint("image", data), k, cursor, min_score)
+
+    def similar(
+        self, served: Served, key: str, k: int, cursor: str | None, min_score: float | None
+    ) -> Page:
+        """Images like a stored one: its vector in the index, else in the table (newer images)."""
+        _require_utf8(key, "key")
+        served.deleted.refresh_if_stale()
+        vector = self.stored_vector(served, key)
+        if vector is None:
+            raise NotFound(f"no image {key!r} is indexed", key=key)
+        return self.search(
+            served, vector, fingerprint("similar", key), k, cursor, min_score, exclude=key
+        )
+
+    def stored_vector(self, served: Served, key: str) -> np.ndarray | None:
+        if key in served.deleted:
+            return None
+        found = served.index.get(image_id(key), dtype=np.float32)
+        if found is not None and served.keys.key(image_id(key)) == key:
+            return l2_normalise(np.asarray(found).reshape(1, -1))[0]
+        record = self.store.get(key, served.current.model)
+        if record is None or record.status != "ok" or record.vector is None:
+            return None
+        return l2_normalise(record.vector.reshape(1, -1))[0]
+
+    def search(
+        self,
+        served: Served,
+        vector: np.ndarray,
+        query: str,
+        k: int,
+        cursor_token: str | None,
+        min_score: float | None,
+        exclude: str | None = None,
+    ) -> Page:
+        """One page of hits after the cursor, skipping deleted (and ``exclude``) keys.
+
+        The callers refresh ``served.deleted`` first (when stale)."""
+        after = Cursor.decode(cursor_token, served.version, query) if cursor_token else None
+        returned = after.returned if after else 0
+        if returned >= MAX_DEPTH:
+            return Page(served, [], None)
+        k = min(k, MAX_DEPTH - returned)
+        total = len(served.index)
+        count = min(returned + k + 1 + (exclude is not None), total, MAX_SEARCH_COUNT)
+        vector = prepare(vector, served.index.dtype)
+        while True:
+            hits, exhausted = self._eligible(served, vector, count, after, min_score, exclude, k)
+            if len(hits) > k or exhausted or count >= min(total, MAX_SEARCH_COUNT):
+                break
+            count = min(2 * count, total, MAX_SEARCH_COUNT)
+        page = hits[:k]
+        more = len(hits) > k and returned + len(page) < MAX_DEPTH
+        token = None
+        if more:
+            last = page[-1]
+            token = Cursor(served.version, query, returned + len(page), last.score, last.id)
+        return Page(served, page, token.encode() if token else None)
+
+    @staticmethod
+    def _eligible(
+        served: Served,
+        vector: np.ndarray,
+        count: int,
+        after: Cursor | None,
+        min_score: float | None,
+        exclude: str | None,
+        k: int,
+    ) -> tuple[list[Hit], bool]:
+        """Up to ``k + 1`` hits in (score desc, id asc) order; True when no deeper search helps
+        (the index ran out, or scores fell below ``min_score``)."""
+        if count <= 0:
+            return [], True
+        matches = served.index.search(vector, count=count)
+        ids = np.asarray(matches.keys, dtype=np.int64)
+        scores = 1.0 - np.asarray(matches.distances, dtype=np.float64)
+        exhausted = len(ids) < count
+        hits: list[Hit] = []
+        for position in np.lexsort((ids, -scores)):
+            score, found = float(scores[position]), int(ids[position])
+            if min_score is not None and score < min_score:
+                return hits, True
+            if after and (score > after.score or (score == after.score and found <= after.id)):
+                continue
+            key = served.keys.key(found)
+            if key is None or key == exclude or key in served.deleted:
+                continue
+            hits.append(Hit(key, found, score))
+            if len(hits) > k:
+                break
+        return hits, exhausted

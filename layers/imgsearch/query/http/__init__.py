@@ -1,0 +1,1 @@
+"""The query HTTP API: Powertools resolver, routes, request and response models."""

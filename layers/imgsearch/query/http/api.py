@@ -1,0 +1,151 @@
+"""The query HTTP API: a Powertools ``APIGatewayHttpResolver`` with validation and OpenAPI,
+assembled from one router per route group (``imgsearch.query.http.routes``).
+
+Routes (the OpenAPI document at ``/openapi.json`` and Swagger UI at ``/docs`` are generated from
+the route functions and ``imgsearch.query.http.models``)::
+
+    GET  /search?q=&k=&cursor=&min_score=    text -> images              routes/search.py
+    POST /search?k=&cursor=&min_score=       image -> images (raw image/* body, or JSON base64)
+    GET  /images/{key}/similar?k=&cursor=    more like a stored image
+    GET  /health   GET /version   GET /      (the search page)           routes/meta.py
+
+Every error is JSON ``{"status", "error", "message", "details"?}`` with the right status; no
+input reaches a 500. ``QueryApi.handle`` resolves one event and records per-route metrics::
+
+    api = QueryApi(service, metrics)
+    api.handle(event, context)      # the handler's whole body
+"""
+
+import logging
+import time
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.metrics import Metrics, MetricUnit
+
+from imgsearch.query.errors import ApiError, BadRequest, NotFound, Unprocessable
+from imgsearch.query.http.routes import meta, search
+from imgsearch.query.service import SearchService
+
+logger = logging.getLogger(__name__)
+
+UNMATCHED_ROUTE = "unmatched"
+OPENAPI_INFO = {
+    "title": "imgsearch query API",
+    "version": "1.0",
+    "description": "Semantic image search: text, image and similar-image queries over S3 images.",
+}
+_MALFORMED = {"json_invalid", "missing", "string_unicode"}
+"""Validation error types that mean a malformed request (400) rather than a bad value (422)."""
+
+
+def _json_error(error: ApiError) -> Response:
+    return Response(
+        status_code=int(error.status),
+        content_type=content_types.APPLICATION_JSON,
+        body=error.body(),
+    )
+
+
+class RouteMetrics:
+    """Per-route latency, results and errors, added to the handler's Powertools ``Metrics``."""
+
+    def __init__(self, metrics: Metrics | None) -> None:
+        self.metrics = metrics
+        self.route = UNMATCHED_ROUTE
+        self.results: int | None = None
+
+    def note_route(self, app: APIGatewayHttpResolver) -> None:
+        route = app.context.get("_route")
+        if route is not None:
+            self.route = f"{route.method} {route.openapi_path}"
+
+    def record(self, status: int, seconds: float) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.add_dimension(name="route", value=self.route)
+        self.metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=seconds * 1e3)
+        self.metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+        self.metrics.add_metric(
+            name="ClientErrors", unit=MetricUnit.Count, value=int(400 <= status < 500)
+        )
+        self.metrics.add_metric(
+            name="ServerErrors", unit=MetricUnit.Count, value=int(status >= 500)
+        )
+        if self.results is not None:
+            self.metrics.add_metric(name="Results", unit=MetricUnit.Count, value=self.results)
+
+
+class QueryApi:
+    """The resolver and its per-request bookkeeping for one ``SearchService``."""
+
+    def __init__(self, service: SearchService, metrics: Metrics | None = None) -> None:
+        self.service = service
+        self.stats = RouteMetrics(metrics)
+        self.app = create_app(service, self.stats)
+
+    def handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        self.stats.route, self.stats.results = UNMATCHED_ROUTE, None
+        started = time.perf_counter()
+        response = self.app.resolve(event, context)
+        self.stats.record(int(response.get("statusCode", 500)), time.perf_counter() - started)
+        return response
+
+
+def create_app(service: SearchService, stats: RouteMetrics | None = None) -> APIGatewayHttpResolver:
+    """The resolver with every router, the OpenAPI document and the error mapping."""
+    stats = stats or RouteMetrics(None)
+    app = APIGatewayHttpResolver(enable_validation=True)
+    app.enable_swagger(path="/docs", **OPENAPI_INFO)
+
+    def measure(app: APIGatewayHttpResolver, next_middleware: Any) -> Response:
+        stats.note_route(app)
+        response = next_middleware(app)
+        stats.results = app.context.get(search.RESULTS)  # set by a search route
+        return response
+
+    app.use([measure])
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi():
+        body = app.get_openapi_json_schema(**OPENAPI_INFO)
+        return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=body)
+
+    app.include_router(meta.router(service))
+    app.include_router(search.router(service, service.settings.api))
+
+    @app.exception_handler(ApiError)
+    def api_error(error: ApiError) -> Response:
+        stats.note_route(app)
+        log = logger.warning if error.status >= 500 else logger.info
+        log("request refused: %s", error.message, extra={"status": int(error.status)})
+        return _json_error(error)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(error: RequestValidationError) -> Response:
+        stats.note_route(app)
+        problems = [
+            {"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")}
+            for e in error.errors()
+        ]
+        kind = BadRequest if any(p["type"] in _MALFORMED for p in problems) else Unprocessable
+        summary = "; ".join(
+            f"{'.'.join(str(part) for part in p['loc'])}: {p['msg']}" for p in problems
+        )
+        return _json_error(kind(summary or "invalid request", errors=problems))
+
+    @app.not_found
+    def not_found(_: NotFoundError) -> Response:
+        event = app.current_event
+        return _json_error(NotFound(f"no route {event.http_method} {event.path}"))
+
+    @app.exception_handler(Exception)
+    def unexpected(error: Exception) -> Response:
+        stats.note_route(app)
+        logger.exception("unhandled error")
+        body = {"status": 500, "error": "internal", "message": "internal error"}
+        return Response(status_code=500, content_type=content_types.APPLICATION_JSON, body=body)
+
+    return app

@@ -1,0 +1,164 @@
+"""The query function's facade: everything it holds for its lifetime, built once at init.
+
+``SearchService.from_settings`` loads the model bundle and the serving index (when one is
+published) before the first request, so no request pays for either. The HTTP routes call its
+five operations and nothing else; each search picks the served version (starting the
+background check for a newer one when due) and answers with presigned image URLs::
+
+    service = SearchService.from_settings(settings, clients)
+    first = service.text("two red circles", k=20)   # SearchResponse, or NoIndex (HTTP 503)
+    service.text("two red circles", k=20, cursor=first.next_cursor)
+    service.similar("images/cat.jpg", k=20)
+    service.health()                                # Health: no model or index work
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+from botocore.config import Config
+
+from imgsearch.catalog.current import CurrentIndex
+from imgsearch.core.aws import Clients
+from imgsearch.core.config import Settings
+from imgsearch.model import ClipModel, ImageLimits
+from imgsearch.query.deletions import DeletedKeys, tombstones_since
+from imgsearch.query.engine import Page, SearchEngine
+from imgsearch.query.http.models import Health, SearchResponse, SearchResult, VersionResponse
+from imgsearch.query.presign import Presigner
+from imgsearch.query.serving import IndexServer, Served
+from imgsearch.store import EmbeddingStore
+
+QUERY_AWS_CONFIG = Config(
+    connect_timeout=2, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}
+)
+"""Short timeouts: a request waits on DynamoDB (rarely) and never on a slow index download."""
+
+
+class SearchService:
+    """Text, image and similar-image search, health and version, over the served index.
+
+    ``engine``, ``server`` and ``model`` are its parts, open to tests and benchmarks; the routes
+    use the methods below only."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        model: ClipModel,
+        store: EmbeddingStore,
+        s3: Any,
+        credentials: Any,
+    ) -> None:
+        self.settings = settings
+        self.model = model
+        api = settings.api
+        self.engine = SearchEngine(
+            model,
+            store,
+            ImageLimits(
+                max_bytes=min(api.max_upload_bytes, settings.model.max_image_bytes),
+                max_pixels=settings.model.max_image_pixels,
+            ),
+            cache_size=api.query_cache_size,
+        )
+
+        def deletions(current: CurrentIndex) -> DeletedKeys:
+            since = tombstones_since(current.built_at)
+            return DeletedKeys(store, current.model, since, api.deleted_refresh_seconds)
+
+        self.server = IndexServer(
+            s3, settings.bucket, settings.index, model.model_id, model.dim, deletions
+        )
+        self._presigner = Presigner(s3, settings.bucket, credentials, api.presign_seconds)
+        # A URL is reused while at least half its lifetime is left.
+        self._half_life = max(1, api.presign_seconds // 2)
+        self._presign = functools.lru_cache(maxsize=4096)(self._presign_uncached)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clients: Clients | None = None) -> SearchService:
+        """Load the model and, if one is published, the serving index (never raises for it)."""
+        settings.require("bucket", "table")
+        clients = clients or Clients.for_settings(settings)
+        s3 = clients.client("s3", QUERY_AWS_CONFIG.merge(Config(signature_version="s3v4")))
+        dynamodb = clients.client("dynamodb", QUERY_AWS_CONFIG)
+        # Most traffic is text: the image tower's session is built by the first image query.
+        model = ClipModel.load(
+            settings.model.uri,
+            settings.model.threads,
+            settings.model.cache_dir,
+            s3,
+            lazy_visual=True,
+        )
+        store = EmbeddingStore(settings.table, dynamodb)
+        service = cls(settings, model, store, s3, clients.session.get_credentials())
+        service.server.refresh()
+        return service
+
+    def text(
+        self, q: str, k: int, cursor: str | None = None, min_score: float | None = None
+    ) -> SearchResponse:
+        """Images that match the text ``q``."""
+        return self._respond(self.engine.text(self._serving(), q, k, cursor, min_score), k)
+
+    def image(
+        self, data: bytes, k: int, cursor: str | None = None, min_score: float | None = None
+    ) -> SearchResponse:
+        """Images that look like the encoded image ``data``."""
+        return self._respond(self.engine.image(self._serving(), data, k, cursor, min_score), k)
+
+    def similar(
+        self, key: str, k: int, cursor: str | None = None, min_score: float | None = None
+    ) -> SearchResponse:
+        """Images like the stored image ``key``, itself left out (NotFound if unknown)."""
+        return self._respond(self.engine.similar(self._serving(), key, k, cursor, min_score), k)
+
+    def health(self) -> Health:
+        """Whether an index is served; never waits on the model, S3 or DynamoDB."""
+        served = self.server.served
+        return Health(
+            status="ok" if served else "no_index",
+            index_loaded=served is not None,
+            index_version=served.version if served else None,
+            model=self.model.model_id,
+        )
+
+    def version(self) -> VersionResponse:
+        """The model and the served index, with its headline figures."""
+        self.server.refresh_if_due()
+        served = self.server.served
+        current = served.current if served else None
+        return VersionResponse(
+            model=self.model.model_id,
+            embedding_dim=self.model.dim,
+            index_version=current.version if current else None,
+            built_at=current.built_at if current else None,
+            published_at=(current.published_at or None) if current else None,
+            image_count=len(served.index) if served else None,
+            headline=current.headline if current else {},
+        )
+
+    def presign(self, key: str) -> str:
+        return self._presign(key, int(time.time()) // self._half_life)
+
+    def _presign_uncached(self, key: str, _period: int) -> str:
+        return self._presigner.url(key)
+
+    def _serving(self) -> Served:
+        """The version this request searches (NoIndex when none), checking for a newer one
+        in the background when due."""
+        self.server.refresh_if_due()
+        return self.server.require()
+
+    def _respond(self, page: Page, k: int) -> SearchResponse:
+        return SearchResponse(
+            index_version=page.served.version,
+            model=page.served.current.model,
+            k=k,
+            results=[
+                SearchResult(key=h.key, id=str(h.id), score=h.score, url=self.presign(h.key))
+                for h in page.hits
+            ],
+            next_cursor=page.next_cursor,
+        )

@@ -1,0 +1,239 @@
+"""The served index: one published version, loaded whole, swapped atomically for a newer one.
+
+A ``Served`` holds everything a search needs from one version — the memory-mapped usearch index,
+the id -> key table, ``current.json`` and the keys deleted since it was built. ``IndexServer``
+loads the version that ``current.json`` names at init, then, at most every ``refresh_seconds``,
+checks ``current.json`` again in a background thread; a new version is downloaded to the cache
+directory, opened with ``view`` (memory-mapped, nothing parsed), checked, and only then replaces
+the old one in a single reference assignment. Requests in flight keep the ``Served`` they
+started with. A version that cannot be used is logged and skipped; the old one keeps serving::
+
+    server = IndexServer(s3, bucket, settings.index, model_id="demo-clip@1", dim=64,
+                         deletions=lambda current: DeletedKeys(store, ...))
+    server.refresh()                 # at init: None before the first publish
+    served = server.require()        # raises NoIndex (HTTP 503) when nothing is served
+    server.refresh_if_due()          # per request: starts the background check when due
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from usearch.index import Index
+
+from imgsearch.catalog.current import CurrentIndex, read_current
+from imgsearch.catalog.keytable import KeyTable
+from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE, version_key
+from imgsearch.core.aws import is_not_found
+from imgsearch.core.config import IndexSettings
+from imgsearch.core.errors import ImgsearchError
+from imgsearch.query.deletions import DeletedKeys
+from imgsearch.query.errors import NoIndex
+
+logger = logging.getLogger(__name__)
+
+
+class BrokenVersion(ImgsearchError):
+    """A published version that this function cannot serve (corrupt files, other model...)."""
+
+
+class DownloadFailed(ImgsearchError):
+    """A version's files could not be fetched this time (S3 throttled or unreachable)."""
+
+
+@dataclass(frozen=True)
+class Served:
+    current: CurrentIndex
+    index: Index
+    keys: KeyTable
+    deleted: DeletedKeys
+    directory: Path
+
+    @property
+    def version(self) -> str:
+        return self.current.version
+
+
+def download_version(
+    s3: Any, bucket: str, prefix: str, version: str, cache_dir: str | Path
+) -> Path:
+    """Fetch a version's index and key table into ``cache_dir/<version>/`` (kept if present).
+
+    Each file is written under a temporary name and renamed, so a file that exists is whole.
+    """
+    directory = Path(cache_dir) / version
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in (INDEX_FILE, KEYS_FILE):
+        target = directory / name
+        if target.is_file():
+            continue
+        partial = target.with_name(name + ".part")
+        try:
+            s3.download_file(bucket, version_key(prefix, version, name), str(partial))
+        except ClientError as exc:
+            if is_not_found(exc):
+                raise BrokenVersion(f"index {version}: {name} is missing") from exc
+            raise
+        partial.replace(target)
+    return directory
+
+
+def open_version(
+    current: CurrentIndex,
+    directory: Path,
+    model_id: str,
+    dim: int,
+    expansion_search: int,
+    deleted: DeletedKeys,
+) -> Served:
+    """Open downloaded files without reading them whole, and check that they fit together.
+
+    The index searches at the effort Validate chose for it (``current.expansion_search``), or
+    at ``expansion_search`` for a version published before Validate chose one."""
+    if current.model != model_id:
+        raise BrokenVersion(
+            f"index {current.version} was built with model {current.model}, "
+            f"but this function embeds queries with {model_id}"
+        )
+    try:
+        index = Index.restore(str(directory / INDEX_FILE), view=True)
+        keys = KeyTable.open(directory / KEYS_FILE)
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise BrokenVersion(f"index {current.version} cannot be opened: {exc}") from exc
+    if index is None:
+        raise BrokenVersion(f"index {current.version}: {INDEX_FILE} is not a usearch index")
+    if index.ndim != dim:
+        raise BrokenVersion(
+            f"index {current.version} holds {index.ndim}-d vectors, the model makes {dim}-d ones"
+        )
+    if len(keys) != len(index):
+        raise BrokenVersion(
+            f"index {current.version}: {len(index)} vectors but {len(keys)} keys in {KEYS_FILE}"
+        )
+    index.expansion_search = current.expansion_search or expansion_search
+    deleted.refresh()
+    return Served(current, index, keys, deleted, directory)
+
+
+class IndexServer:
+    """Holds the served version and replaces it when ``current.json`` names another one."""
+
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        settings: IndexSettings,
+        model_id: str,
+        dim: int,
+        deletions: Callable[[CurrentIndex], DeletedKeys],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.settings = settings
+        self.model_id = model_id
+        self.dim = dim
+        self._deletions = deletions
+        self._clock = clock
+        self._served: Served | None = None
+        self._problem = "no index has been published yet"
+        self._broken: set[str] = set()
+        self._checked = float("-inf")
+        self._refreshing = threading.Lock()
+        self._worker: threading.Thread | None = None
+
+    @property
+    def served(self) -> Served | None:
+        return self._served
+
+    def require(self) -> Served:
+        served = self._served
+        if served is None:
+            raise NoIndex(f"no index is being served: {self._problem}")
+        return served
+
+    def refresh(self) -> bool:
+        """Check ``current.json`` now; load and swap in a new version. True when swapped.
+
+        Never raises: a failure is logged and the version being served (if any) stays.
+        """
+        with self._refreshing:
+            self._checked = self._clock()
+            try:
+                return self._refresh()
+            except Exception as exc:  # a refresh must never take the API down
+                self._problem = f"the serving index could not be loaded ({exc})"
+                logger.exception("index refresh failed; the served version stays")
+                return False
+
+    def _refresh(self) -> bool:
+        prefix = self.settings.prefix
+        current = read_current(self.s3, self.bucket, prefix)
+        served = self._served
+        if current is None or (served and served.version == current.version):
+            return False
+        if current.version in self._broken:
+            return False
+        try:
+            directory = download_version(
+                self.s3, self.bucket, prefix, current.version, self.settings.cache_dir
+            )
+            fresh = open_version(
+                current,
+                directory,
+                self.model_id,
+                self.dim,
+                self.settings.expansion_search,
+                self._deletions(current),
+            )
+        except BrokenVersion as exc:
+            self._broken.add(current.version)
+            if served is None:
+                self._problem = str(exc)
+            shutil.rmtree(Path(self.settings.cache_dir) / current.version, ignore_errors=True)
+            logger.error(
+                "index version cannot be served; keeping %s: %s",
+                served.version if served else "none",
+                exc,
+                extra={"index_version": current.version},
+            )
+            return False
+        except (ClientError, BotoCoreError) as exc:  # transient: try again at the next check
+            raise DownloadFailed(f"download of index {current.version} failed: {exc}") from exc
+        self._served = fresh  # the swap: one reference, requests in flight keep the old one
+        logger.info(
+            "serving index version",
+            extra={
+                "index_version": fresh.version,
+                "previous_version": served.version if served else None,
+                "count": len(fresh.index),
+            },
+        )
+        if served is not None:
+            # Mapped pages stay valid after unlink, so requests still using it are safe.
+            shutil.rmtree(served.directory, ignore_errors=True)
+        return True
+
+    def refresh_if_due(self) -> None:
+        """Start a background refresh when the last check is ``refresh_seconds`` old."""
+        if self._clock() - self._checked < self.settings.refresh_seconds:
+            return
+        if self._worker is not None and self._worker.is_alive():
+            return
+        self._checked = self._clock()
+        self._worker = threading.Thread(target=self.refresh, name="index-refresh", daemon=True)
+        self._worker.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for a background refresh to finish (tests, graceful shutdown)."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)

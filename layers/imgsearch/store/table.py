@@ -1,0 +1,154 @@
+"""Typed reads and conditional writes of the embeddings table (DynamoDB).
+
+A delete leaves a tombstone (no vector) rather than removing the item: it still holds the
+sequencer, so a put event that arrives late, out of order, cannot bring the image back::
+
+    store = EmbeddingStore("imgsearch-embeddings")
+    store.put(record)            # False when the table already holds a newer or equal event
+    store.get("images/cat.jpg", "demo-clip@1")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from imgsearch.store.schema import (
+    DELETIONS_INDEX,
+    SHA256_INDEX,
+    EmbeddingRecord,
+    Status,
+)
+
+
+class EmbeddingStore:
+    """Typed access to the embeddings table through a low-level boto3 DynamoDB client."""
+
+    def __init__(self, table: str, client: Any = None) -> None:
+        if client is None:
+            import boto3
+
+            client = boto3.client("dynamodb")
+        self.table = table
+        self.client = client
+
+    def get(self, key: str, model: str, consistent: bool = True) -> EmbeddingRecord | None:
+        response = self.client.get_item(
+            TableName=self.table,
+            Key={"key": {"S": key}, "model": {"S": model}},
+            ConsistentRead=consistent,
+        )
+        return EmbeddingRecord.from_item(response["Item"]) if "Item" in response else None
+
+    def batch_get(self, keys: Iterable[str], model: str) -> dict[str, EmbeddingRecord]:
+        """Records by key (strongly consistent); missing keys are absent."""
+        found: dict[str, EmbeddingRecord] = {}
+        pending = list(dict.fromkeys(keys))
+        while pending:
+            chunk, pending = pending[:100], pending[100:]
+            request: dict[str, Any] = {
+                "Keys": [{"key": {"S": k}, "model": {"S": model}} for k in chunk],
+                "ConsistentRead": True,
+            }
+            unprocessed: dict[str, Any] = {self.table: request}
+            while unprocessed:
+                response = self.client.batch_get_item(RequestItems=unprocessed)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    record = EmbeddingRecord.from_item(item)
+                    found[record.key] = record
+                unprocessed = response.get("UnprocessedKeys") or {}
+        return found
+
+    def put(self, record: EmbeddingRecord) -> bool:
+        """Write unless the table holds an event at least as new (same or newer sequencer)."""
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=record.to_item(),
+                ConditionExpression="attribute_not_exists(#k) OR #s < :s",
+                ExpressionAttributeNames={"#k": "key", "#s": "sequencer"},
+                ExpressionAttributeValues={":s": {"S": record.sequencer}},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def models_for_key(self, key: str) -> list[str]:
+        response = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="#k = :k",
+            ExpressionAttributeNames={"#k": "key", "#m": "model"},
+            ExpressionAttributeValues={":k": {"S": key}},
+            ProjectionExpression="#m",
+            ConsistentRead=True,
+        )
+        return [item["model"]["S"] for item in response.get("Items", [])]
+
+    def delete(self, key: str, model: str) -> None:
+        self.client.delete_item(
+            TableName=self.table, Key={"key": {"S": key}, "model": {"S": model}}
+        )
+
+    def find_by_sha256(self, sha256: str, model: str) -> EmbeddingRecord | None:
+        """An ``ok`` record of the same bytes under any key (the GSI is eventually consistent)."""
+        response = self.client.query(
+            TableName=self.table,
+            IndexName=SHA256_INDEX,
+            KeyConditionExpression="sha256 = :h AND #m = :m",
+            ExpressionAttributeNames={"#m": "model"},
+            ExpressionAttributeValues={":h": {"S": sha256}, ":m": {"S": model}},
+        )
+        for item in response.get("Items", []):
+            record = self.get(item["key"]["S"], model, consistent=False)
+            if record and record.status == "ok" and record.sha256 == sha256:
+                return record
+        return None
+
+    def scan_pages(
+        self,
+        model: str,
+        segment: int = 0,
+        total_segments: int = 1,
+        status: Status | None = "ok",
+        page_size: int = 1000,
+    ) -> Iterator[list[EmbeddingRecord]]:
+        """One segment of a parallel scan, a page at a time (bounded memory)."""
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "Segment": segment,
+            "TotalSegments": total_segments,
+            "Limit": page_size,
+            "FilterExpression": "#m = :m",
+            "ExpressionAttributeNames": {"#m": "model"},
+            "ExpressionAttributeValues": {":m": {"S": model}},
+        }
+        if status:
+            request["FilterExpression"] += " AND #st = :st"
+            request["ExpressionAttributeNames"]["#st"] = "status"
+            request["ExpressionAttributeValues"][":st"] = {"S": status}
+        while True:
+            response = self.client.scan(**request)
+            items = response.get("Items", [])
+            if items:
+                yield [EmbeddingRecord.from_item(item) for item in items]
+            if "LastEvaluatedKey" not in response:
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def deleted_since(self, model: str, since: str = "") -> Iterator[tuple[str, str]]:
+        """(key, deleted_at) of tombstones written after ``since`` (ISO time), oldest first."""
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": DELETIONS_INDEX,
+            "KeyConditionExpression": "#m = :m AND deleted_at > :t",
+            "ExpressionAttributeNames": {"#m": "model"},
+            # DynamoDB refuses an empty key value; "0" sorts before every ISO time.
+            "ExpressionAttributeValues": {":m": {"S": model}, ":t": {"S": since or "0"}},
+        }
+        while True:
+            response = self.client.query(**request)
+            for item in response.get("Items", []):
+                yield item["key"]["S"], item["deleted_at"]["S"]
+            if "LastEvaluatedKey" not in response:
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
