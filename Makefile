@@ -10,7 +10,7 @@ TOOLS_STAMP := $(TOOLS_VENV)/.installed
 
 .PHONY: setup tools test lint demo bench clean e2e-deps
 
-$(STAMP): requirements-dev.txt layers/pyproject.toml
+$(STAMP): requirements-dev.txt layers/pyproject.toml layers/devkit/pyproject.toml layers/client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned to the CPU wheel on disk (an unpinned torch would pull CUDA builds).
@@ -28,9 +28,12 @@ $(TOOLS_STAMP): requirements-tools.txt
 
 tools: $(TOOLS_STAMP)
 
+# What git tracks (a clean clone's files), not a developer's untracked scratch files.
+LINTED := $(shell git ls-files '*.py' 2>/dev/null || echo .)
+
 lint: setup
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 # Headless Chromium for tests/e2e/test_search_page.py (Debian packages), installed only if missing.
 e2e-deps:

@@ -8,7 +8,8 @@ pipeline, find the image through the HTTP API by searching with its own bytes, t
 
 Needs AWS credentials allowed to use the stack (S3, DynamoDB, Step Functions, and
 execute-api:Invoke when the API uses IAM auth; JWT auth reads a token from SMOKE_BEARER_TOKEN)
-and the imgsearch package (``pip install ./layers``) for the synthetic test image. Exits 1 with
+the API client (``pip install ./layers/client``) and the developer kit for the synthetic test
+image (``pip install ./layers ./layers/client ./layers/devkit``). Exits 1 with
 the reason on the first failed step; always deletes what it uploaded.
 """
 
@@ -21,19 +22,17 @@ import os
 import sys
 import time
 import tomllib
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import boto3
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
+from imgsearch_client import ApiError, Client, ClientError, auth_for
 
 REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
+TOKEN_VARIABLE = "SMOKE_BEARER_TOKEN"
 
 
 class SmokeFailure(RuntimeError):
@@ -71,45 +70,6 @@ def stack_outputs(session: boto3.Session, stack: str) -> dict[str, str]:
     if missing:
         raise SmokeFailure(f"stack {stack} lacks outputs {sorted(missing)}")
     return outputs
-
-
-class Api:
-    """HTTP calls to the query API, signed as the stack's AuthMode requires."""
-
-    def __init__(self, session: boto3.Session, base_url: str, auth_mode: str) -> None:
-        self.session = session
-        self.base_url = base_url.rstrip("/")
-        self.auth_mode = auth_mode
-        self.token = os.environ.get("SMOKE_BEARER_TOKEN", "")
-        if auth_mode == "JWT" and not self.token:
-            raise SmokeFailure("the API uses JWT auth: set SMOKE_BEARER_TOKEN")
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        url = self.base_url + path
-        headers = dict(headers or {})
-        if self.auth_mode == "IAM":
-            request = AWSRequest(method=method, url=url, data=body or b"", headers=headers)
-            credentials = self.session.get_credentials().get_frozen_credentials()
-            SigV4Auth(credentials, "execute-api", self.session.region_name).add_auth(request)
-            headers = dict(request.headers)
-        elif self.auth_mode == "JWT":
-            headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(url, data=body, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=35) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            text = exc.read().decode(errors="replace")
-            try:
-                return exc.code, json.loads(text)
-            except json.JSONDecodeError:
-                return exc.code, text
 
 
 def test_image() -> bytes:
@@ -157,15 +117,16 @@ def run_pipeline(sfn: Any, state_machine: str, name: str, timeout: float) -> Non
     log(f"pipeline succeeded: {described.get('output', '')[:300]}")
 
 
-def search_finds(api: Api, image: bytes, key: str) -> dict[str, Any] | None:
-    status, body = api.call("POST", "/search?k=10", image, {"Content-Type": "image/png"})
-    if status == 503:  # no index loaded yet on this instance
-        return None
-    if status != 200:
-        raise SmokeFailure(f"POST /search answered {status}: {body}")
-    for rank, hit in enumerate(body["results"], start=1):
-        if hit["key"] == key:
-            return {"rank": rank, "score": hit["score"], "index_version": body["index_version"]}
+def search_finds(api: Client, image: bytes, key: str) -> dict[str, Any] | None:
+    try:
+        page = api.search_image(image, filename="smoke.png", k=10)
+    except ApiError as exc:
+        if exc.status == 503:  # no index loaded yet on this instance
+            return None
+        raise SmokeFailure(f"POST /search: {exc}") from exc
+    for rank, hit in enumerate(page.results, start=1):
+        if hit.key == key:
+            return {"rank": rank, "score": hit.score, "index_version": page.index_version}
     return None  # a warm instance may still serve the previous index: it refreshes on its own
 
 
@@ -176,18 +137,26 @@ def delete_all_versions(s3: Any, bucket: str, key: str) -> None:
             s3.delete_object(Bucket=bucket, Key=key, VersionId=entry["VersionId"])
 
 
-def health(api: Api) -> None:
-    status, body = api.call("GET", "/health")
-    if status != 200:
-        raise SmokeFailure(f"GET /health answered {status}: {body}")
-    log(f"health: {body}")
+def health(api: Client) -> None:
+    try:
+        log(f"health: {api.health()}")
+    except ClientError as exc:
+        raise SmokeFailure(f"GET /health: {exc}") from exc
 
 
 def smoke(args: argparse.Namespace) -> None:
     session = boto3.Session(region_name=args.region)
     stack = args.stack_name or stack_name_from_samconfig(args.config_env)
     outputs = stack_outputs(session, stack)
-    api = Api(session, outputs["ApiUrl"], outputs["AuthMode"])
+    try:
+        auth = auth_for(
+            outputs["AuthMode"],
+            region=session.region_name,
+            token=os.environ.get(TOKEN_VARIABLE, ""),
+        )
+    except ClientError as exc:
+        raise SmokeFailure(f"{exc} (set {TOKEN_VARIABLE} for a JWT stack)") from exc
+    api = Client(outputs["ApiUrl"], auth=auth, timeout=35)
     log(f"stack {stack}: API {outputs['ApiUrl']} (auth {outputs['AuthMode']})")
     health(api)
     if args.health_only:

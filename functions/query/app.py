@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imgsearch.core.aws import Clients
@@ -21,8 +20,6 @@ from imgsearch.query.service import SearchService
 
 def build(settings: Settings, clients: Clients | None = None) -> Handler:
     function = Function.wire(settings, clients, "bucket", "table")
-    # The library logs through the standard ``logging``: give it this Logger's JSON and request id.
-    copy_config_to_registered_loggers(source_logger=function.logger, include={"imgsearch"})
     service = SearchService.from_settings(settings, function.clients)
     api = QueryApi(service, function.metrics)
 

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 import pytest
 from imgsearch_devkit.demo.scenes import KINDS
 from imgsearch_devkit.local.stack import LocalStack, LocalStackConfig
-from imgsearch_devkit.ops.api import ApiClient
 from stack_support import SEED_PREFIX, Seeded, run_pipeline, upload_scenes
 
 
@@ -26,21 +25,14 @@ def seeded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     workdir = tmp_path_factory.mktemp("local-stack")
     saved_env = dict(os.environ)
     saved_stdout = sys.stdout
-    stack = LocalStack(
-        LocalStackConfig(
-            aws_port=0,
-            api_port=0,
-            state_file=workdir / ".imgsearch" / "local.json",
-            function_log=workdir / "functions.log",
-        )
-    )
+    stack = LocalStack(LocalStackConfig.in_folder(workdir))
     stack.start()
     try:
         seeded = Seeded(stack, workdir, {}, "")
         upload_scenes(seeded, SEED_PREFIX, len(KINDS), seed=11)
         stack.wait_for_ingestion(timeout=120)
         seeded.version = run_pipeline(seeded)["publish"]["version"]
-        ApiClient(stack.require_target().api_url).wait_for_version(seeded.version)
+        stack.require_target().api().wait_for_version(seeded.version)
         yield seeded
     finally:
         threads_before = {t.name for t in threading.enumerate()}

@@ -19,9 +19,10 @@ from urllib.parse import quote, urlencode
 from urllib.request import urlopen
 
 import pytest
-from imgsearch_devkit.demo.scenes import describes
+from imgsearch_devkit.demo.scenes import describes, generate
 from imgsearch_devkit.local.stack import LocalStack, LocalStackConfig, PortInUse
-from stack_support import IMGSEARCH, Seeded, run_pipeline, upload_scenes
+from imgsearch_devkit.target import Target
+from stack_support import IMGSEARCH, Seeded, jpeg, run_pipeline, upload_scenes
 
 pytestmark = pytest.mark.slow
 
@@ -127,29 +128,101 @@ def _port_open(url: str) -> bool:
         return sock.connect_ex((host, int(port))) == 0
 
 
-def test_local_up_serves_until_interrupted(tmp_path: Path) -> None:
-    """``imgsearch local up --no-demo`` writes the state file, serves, and stops on Ctrl-C."""
+def start_local_up(cwd: Path, *args: str) -> tuple[subprocess.Popen[str], dict]:
+    """``imgsearch local up --no-demo --no-schedule ARGS`` in ``cwd``; returns it with its state."""
     process = subprocess.Popen(
-        [IMGSEARCH, "local", "up", "--no-demo",
-         "--aws-port", "0", "--api-port", "0"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [IMGSEARCH, "local", "up", "--no-demo", "--no-schedule",
+         "--aws-port", "0", "--api-port", "0", *args],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
-    state_file = tmp_path / ".imgsearch" / "local.json"
+    state = args[args.index("--state") + 1] if "--state" in args else ".imgsearch/local.json"
+    state_file = cwd / state
+    deadline = time.monotonic() + 90
+    while not state_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"no state file: {process.communicate()[0]}")
+        time.sleep(0.3)
+    return process, json.loads(state_file.read_text())
+
+
+def interrupt(process: subprocess.Popen[str]) -> str:
+    """Ctrl-C, as a user stops it; returns everything it printed."""
     try:
-        deadline = time.monotonic() + 90
-        while not state_file.exists():
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            assert time.monotonic() < deadline, "no state file after 90 s"
-            time.sleep(0.3)
-        state = json.loads(state_file.read_text())
-        assert get_json(state["api_url"] + "/health")["status"] == "no_index"
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, output
+    return output
+
+
+def test_local_up_serves_until_interrupted(tmp_path: Path) -> None:
+    """``imgsearch local up --no-demo`` writes the state file, serves, and stops on Ctrl-C."""
+    process, state = start_local_up(tmp_path)
+    assert get_json(state["api_url"] + "/health")["status"] == "no_index"
+    output = interrupt(process)
     assert "serving: open" in output and "local stack stopped" in output, output
-    assert not state_file.exists()
+    assert "export AWS_ACCESS_KEY_ID=testing" in output and "export PATH=" in output, output
+    assert not (tmp_path / ".imgsearch" / "local.json").exists()
     assert not _port_open(state["api_url"]) and not _port_open(state["aws_endpoint"])
+
+
+def test_the_data_outlives_ctrl_c_until_fresh(tmp_path: Path) -> None:
+    process, state = start_local_up(tmp_path)
+    try:
+        target = Target.from_state_file(tmp_path / ".imgsearch" / "local.json")
+        s3, sfn = target.client("s3"), target.client("stepfunctions")
+        for i, (image, _scene) in enumerate(generate(4, seed=5)):
+            s3.put_object(Bucket=target.bucket, Key=f"images/kept/{i}.jpg", Body=jpeg(image))
+        deadline = time.monotonic() + 60
+        while len(target.client("dynamodb").scan(TableName=target.table)["Items"]) < 4:
+            assert time.monotonic() < deadline, "the uploads were not embedded"
+            time.sleep(0.3)
+        arn = sfn.start_execution(stateMachineArn=target.state_machine_arn, input="{}")
+        while (run := sfn.describe_execution(executionArn=arn["executionArn"]))["status"] == (
+            "RUNNING"
+        ):
+            assert time.monotonic() < deadline + 120, "the pipeline did not finish"
+            time.sleep(0.3)
+        version = json.loads(run["output"])["publish"]["version"]
+    finally:
+        first = interrupt(process)
+    assert "data           new, kept in" in first, first
+
+    process, state = start_local_up(tmp_path)
+    try:
+        # The index serves at once: nothing re-embedded, no pipeline run.
+        assert get_json(state["api_url"] + "/health")["index_version"] == version
+        target = Target.from_state_file(tmp_path / ".imgsearch" / "local.json")
+        listed = target.client("s3").list_objects_v2(Bucket=target.bucket, Prefix="images/kept/")
+        assert listed["KeyCount"] == 4
+    finally:
+        second = interrupt(process)
+    assert "data           restored from" in second, second
+
+    process, state = start_local_up(tmp_path, "--fresh")
+    try:
+        assert get_json(state["api_url"] + "/health")["status"] == "no_index"
+    finally:
+        interrupt(process)
+
+
+def test_a_second_stack_in_one_folder_needs_its_own_state_file(tmp_path: Path) -> None:
+    first, state = start_local_up(tmp_path)
+    try:
+        refused = subprocess.run(
+            [IMGSEARCH, "local", "up", "--no-demo", "--no-schedule",
+             "--aws-port", "0", "--api-port", "0"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert refused.returncode == 1 and "--state" in refused.stderr, refused.stderr
+        second, other = start_local_up(tmp_path, "--state", ".imgsearch/second.json")
+        assert other["api_url"] != state["api_url"]
+        interrupt(second)
+        # Stopping the second stack leaves the first one's state file alone.
+        assert json.loads((tmp_path / ".imgsearch" / "local.json").read_text()) == state
+    finally:
+        interrupt(first)

@@ -62,11 +62,15 @@ def result_keys(driver: webdriver.Chrome) -> list[str]:
     )
 
 
+def open_page(browser: webdriver.Chrome, seeded: Seeded, path: str = "/") -> WebDriverWait:
+    browser.get(seeded.target.api_url + path)
+    return WebDriverWait(browser, 30)
+
+
 def test_type_a_query_see_results_click_more_like_this(
     seeded_stack: Seeded, browser: webdriver.Chrome
 ) -> None:
-    wait = WebDriverWait(browser, 30)
-    browser.get(seeded_stack.target.api_url + "/")
+    wait = open_page(browser, seeded_stack)
     # The footer fills in from GET /version: model and serving index.
     wait.until(lambda d: d.find_element(By.ID, "index-version").text.strip() not in ("", "…"))
     assert browser.find_element(By.ID, "upload").get_attribute("type") == "file"
@@ -103,3 +107,55 @@ def test_type_a_query_see_results_click_more_like_this(
     assert any(set(seeded_stack.scenes[key].kind) & set(kind) for key in similar[:3]), (
         "a top-3 similar image shares the colour or the shape"
     )
+
+
+def test_searches_are_shareable_and_the_first_view_offers_examples(
+    seeded_stack: Seeded, browser: webdriver.Chrome
+) -> None:
+    # A shared link runs its search on load.
+    wait = open_page(browser, seeded_stack, "/?q=red+circle")
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#results .result")))
+    assert browser.find_element(By.ID, "q").get_attribute("value") == "red circle"
+    # Other tests upload images of their own: judge the scenes this stack knows.
+    known = [key for key in result_keys(browser) if key in seeded_stack.scenes]
+    assert any(describes(seeded_stack.scenes[key], "red circle") for key in known[:3]), known
+    # Whole images, not crops.
+    image = browser.find_element(By.CSS_SELECTOR, "#results img")
+    assert browser.execute_script("return getComputedStyle(arguments[0]).objectFit", image) == (
+        "contain"
+    )
+
+    open_page(browser, seeded_stack)
+    examples = browser.find_elements(By.CSS_SELECTOR, "#examples .example")
+    assert examples, "the first view shows example queries"
+    examples[0].click()
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#results .result")))
+    assert "q=" in browser.current_url  # the search is in the address bar
+    first = browser.find_element(By.CSS_SELECTOR, "#results .result")
+    first.find_element(By.CSS_SELECTOR, ".similar").click()
+    wait.until(lambda d: "similar=" in d.current_url)
+    browser.back()
+    wait.until(lambda d: "q=" in d.current_url and "similar=" not in d.current_url)
+
+
+def test_a_bearer_token_is_kept_for_the_tab_and_sent(
+    seeded_stack: Seeded, browser: webdriver.Chrome
+) -> None:
+    wait = open_page(browser, seeded_stack)
+    browser.find_element(By.CSS_SELECTOR, "#auth summary").click()
+    token = browser.find_element(By.ID, "token")
+    token.send_keys("a-token", Keys.TAB)  # change event
+    assert browser.execute_script("return sessionStorage.getItem('imgsearch-token')") == "a-token"
+    browser.refresh()
+    assert browser.find_element(By.ID, "token").get_attribute("value") == "a-token"
+    # Every API call carries it (the local stack's API itself takes no auth).
+    browser.execute_script(
+        "window.sent = []; const real = window.fetch;"
+        "window.fetch = (url, options) => {"
+        "  window.sent.push((options && options.headers || {}).Authorization);"
+        "  return real(url, options); };"
+    )
+    browser.find_element(By.CSS_SELECTOR, "#examples .example").click()
+    wait.until(lambda d: d.execute_script("return window.sent.length"))
+    assert browser.execute_script("return window.sent") == ["Bearer a-token"]
+    browser.execute_script("sessionStorage.clear()")

@@ -94,24 +94,30 @@ class Stack:
         self.model = ClipModel.load(bundle)
         self.runs = 0
 
-    def put_images(self, kinds: tuple[str, ...] = KINDS, per_kind: int = PER_KIND) -> None:
+    def put_images(
+        self, kinds: tuple[str, ...] = KINDS, per_kind: int = PER_KIND, copies: int = 0
+    ) -> None:
+        """``per_kind`` images of each kind, and ``copies`` more of each under
+        ``images/copies/<n>/`` (the same photo uploaded again: the same vector, exact ties)."""
         rng = np.random.default_rng(len(kinds) * per_kind)
         centres = self.model.encode_text(list(kinds))
         for kind, centre in zip(kinds, centres, strict=True):
             for n in range(per_kind):
-                key = f"images/{kind.replace(' ', '-')}/{n:03d}.png"
+                name = f"{kind.replace(' ', '-')}/{n:03d}.png"
                 vector = centre + 0.5 * rng.standard_normal(centre.shape) / np.sqrt(len(centre))
-                self.store.put(
-                    EmbeddingRecord(
-                        key=key,
-                        model=self.model.model_id,
-                        id=image_id(key),
-                        status="ok",
-                        sequencer="1",
-                        updated_at=now_iso(),
-                        vector=vector / np.linalg.norm(vector),
+                for copy in range(copies + 1):
+                    key = f"images/{name}" if copy == 0 else f"images/copies/{copy}/{name}"
+                    self.store.put(
+                        EmbeddingRecord(
+                            key=key,
+                            model=self.model.model_id,
+                            id=image_id(key),
+                            status="ok",
+                            sequencer="1",
+                            updated_at=now_iso(),
+                            vector=vector / np.linalg.norm(vector),
+                        )
                     )
-                )
 
     def put_golden(self, kinds: tuple[str, ...] = KINDS) -> None:
         lines = [

@@ -120,6 +120,11 @@ def invoke(built: QueryHandler, event: dict[str, Any]) -> Reply:
     return Reply(int(response["statusCode"]), dict(response.get("headers") or {}), body)
 
 
+def get(built: QueryHandler, path: str, **query: str) -> Reply:
+    """``GET path?query`` through the handler."""
+    return invoke(built, http_event("GET", path, query))
+
+
 # -- images and indexes ------------------------------------------------------------------------
 
 
@@ -282,8 +287,15 @@ def demo_model() -> ClipModel:
 
 
 @contextmanager
-def query_stack(tmp_path: Path, model: ClipModel, images: list[Image]) -> Iterator[Stack]:
-    env = {
+def query_stack(
+    tmp_path: Path,
+    model: ClipModel,
+    images: list[Image],
+    overrides: Mapping[str, str | None] | None = None,
+) -> Iterator[Stack]:
+    """A moto stack holding ``images``; ``overrides`` change the query function's environment
+    (``None`` removes a variable, leaving the setting at its default)."""
+    env: dict[str, str | None] = {
         "IMGSEARCH_BUCKET": BUCKET,
         "IMGSEARCH_TABLE": TABLE,
         "IMGSEARCH_MODEL_URI": str(model.bundle.root),
@@ -296,8 +308,9 @@ def query_stack(tmp_path: Path, model: ClipModel, images: list[Image]) -> Iterat
         "IMGSEARCH_DEFAULT_K": "10",
         "POWERTOOLS_SERVICE_NAME": "imgsearch-query",
         "POWERTOOLS_METRICS_NAMESPACE": "imgsearch",
+        **(overrides or {}),
     }
-    settings = Settings.from_env(env)
+    settings = Settings.from_env({k: v for k, v in env.items() if v is not None})
     reset_logging(settings)
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)

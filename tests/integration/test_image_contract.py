@@ -299,6 +299,7 @@ TOOL_MODULES = ("torch", "transformers", "moto", "pytest", "samcli", "checkov")
 TOOL_MODULES += ("huggingface_hub", "click", "fsspec", "httpx2", "yaml")
 DEVKIT_MODULES = (
     "imgsearch_devkit",
+    "imgsearch_client",
     # Where the developer kit's modules lived before it became a distribution of its own.
     "imgsearch.cli",
     "imgsearch.ops",

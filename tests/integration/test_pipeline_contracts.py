@@ -22,6 +22,7 @@ from tiny_bundle import make_tiny_bundle
 from imgsearch.catalog.contract import Contract
 from imgsearch.catalog.current import CurrentIndex
 from imgsearch.catalog.report import BuildResult, IndexReport, SnapshotManifest
+from imgsearch.catalog.versions import PublishRecord
 from imgsearch.pipeline.contracts import (
     BuildInput,
     FailureInput,
@@ -115,6 +116,9 @@ def test_a_publishing_run_then_a_skipped_one_and_a_rollback(stack) -> None:
     report = read_json(stack, f"indexes/{published.publish.version}/report.json")
     assert_matches(IndexReport, report, "report.json")
     assert report["schema_version"] == "1.0" and report["quality"] is not None
+    record = read_json(stack, f"indexes/{published.publish.version}/published.json")
+    assert_matches(PublishRecord, record, "published.json")
+    assert record["previous"] == json.loads(first["output"])["build"]["version"]
 
 
 def test_a_rejected_run_and_a_failed_one(stack) -> None:

@@ -17,6 +17,7 @@ from query_support import (
     Image,
     Stack,
     demo_model,
+    get,
     http_event,
     invoke,
     make_images,
@@ -44,10 +45,6 @@ def images(model) -> list[Image]:
 def stack(tmp_path: Path, model, images):
     with query_stack(tmp_path, model, images) as stack:
         yield stack
-
-
-def get(handler, path: str, **query: str):
-    return invoke(handler, http_event("GET", path, query))
 
 
 def post_png(handler, data: bytes, k: int):
@@ -308,7 +305,7 @@ def test_a_new_version_is_swapped_in_while_requests_keep_theirs(stack):
     def search_with_the_old_version() -> None:
         # A request in flight holds the Served it started with, across the swap.
         while not stop.is_set():
-            page = service.engine.text(old, "purple star", 5, None, None)
+            page = service.engine.text(lambda: old, "purple star", 5, None, None)
             if len(page.hits) != 5 or page.served.version != first.version:
                 errors.append(f"{len(page.hits)} hits from {page.served.version}")
 
@@ -405,7 +402,7 @@ BAD_INPUTS = [
     ("POST", "/search", {"k": "-1"}, b"\x89PNG", "image/png", 422, "invalid_parameter"),
     ("GET", "/images/nothing.png/similar", {"k": "101"}, None, None, 422, None),
     ("GET", "/nowhere", {}, None, None, 404, "not_found"),
-    ("DELETE", "/search", {}, None, None, 404, "not_found"),
+    ("DELETE", "/search", {}, None, None, 405, "method_not_allowed"),
 ]
 
 

@@ -18,7 +18,19 @@ from typing import Any
 
 import pytest
 import yaml
-from template_support import REPO, TEMPLATE, functions, load_template, tool
+from imgsearch_devkit.local.template import StackTemplate
+from template_support import (
+    REGION,
+    REPO,
+    STACK_NAME,
+    TEMPLATE,
+    function_environment,
+    functions,
+    load_template,
+    resolve,
+    stack,
+    tool,
+)
 
 from imgsearch.store import table_definition
 
@@ -77,12 +89,22 @@ def test_sam_validate_with_lint_is_clean():
 
 
 @pytest.mark.slow
-def test_checkov_passes_and_every_suppression_says_why():
+@pytest.mark.parametrize("access_logs", ["false", "true"])
+def test_checkov_passes_and_every_suppression_says_why(access_logs, tmp_path):
+    # checkov leaves out resources whose Condition is false with the defaults: the access-log
+    # bucket is scanned only in a copy that turns EnableAccessLogs on.
+    scanned = TEMPLATE
+    if access_logs == "true":
+        text = TEMPLATE.read_text()
+        default = '  EnableAccessLogs:\n    Type: String\n    Default: "false"'
+        assert default in text
+        scanned = tmp_path / "template.yaml"
+        scanned.write_text(text.replace(default, default.replace('"false"', '"true"')))
     result = run(
         [
             tool("checkov"),
             "--file",
-            str(TEMPLATE),
+            str(scanned),
             "--framework",
             "cloudformation",
             "--skip-download",
@@ -373,6 +395,155 @@ def test_parameters_the_issue_names(template):
     assert parameters["ModelBundleUri"]["Default"] == ""
 
 
+# ---------------------------------------------------------------- safe defaults
+
+
+def refusals(template: dict[str, Any], **overrides: str) -> list[str]:
+    """The AssertDescriptions of the template's Rules that these parameters break (defaults
+    for the rest), evaluated as CloudFormation would."""
+    parameters = template["Parameters"]
+    values = {name: str(spec.get("Default", "")) for name, spec in parameters.items()} | overrides
+
+    def value(node: Any) -> Any:
+        if not isinstance(node, dict):
+            return node
+        ((function, argument),) = node.items()
+        if function == "Ref":
+            text = values[argument]
+            listed = parameters[argument]["Type"] == "CommaDelimitedList"
+            return text.split(",") if listed else text
+        if function == "Fn::Equals":
+            return value(argument[0]) == value(argument[1])
+        if function == "Fn::Not":
+            return not value(argument[0])
+        if function == "Fn::Contains":
+            return value(argument[1]) in value(argument[0])
+        if function == "Fn::Join":
+            return argument[0].join(value(argument[1]))
+        raise AssertionError(f"a rule uses {function}, which this test does not evaluate")
+
+    refused = []
+    for rule in template.get("Rules", {}).values():
+        if "RuleCondition" in rule and not value(rule["RuleCondition"]):
+            continue
+        refused += [a["AssertDescription"] for a in rule["Assertions"] if not value(a["Assert"])]
+    return refused
+
+
+def test_the_api_authenticates_by_default_and_says_what_none_means(template):
+    auth = template["Parameters"]["AuthMode"]
+    assert auth["Default"] == "IAM"
+    for text in (auth["Description"], auth["ConstraintDescription"]):
+        assert "anyone" in text and "personal stack" in text, text
+    assert refusals(template) == []
+    assert refusals(template, AuthMode="none") == []
+
+
+@pytest.mark.parametrize("auth", ["IAM", "JWT"])
+def test_wildcard_cors_is_refused_with_authentication(template, auth):
+    jwt = {"JwtIssuer": "https://issuer.example", "JwtAudience": "aud"} if auth == "JWT" else {}
+    assert refusals(template, AuthMode=auth, **jwt) == []
+    assert refusals(template, AuthMode=auth, CorsAllowOrigins="https://app.example", **jwt) == []
+    refused = refusals(template, AuthMode=auth, CorsAllowOrigins="https://a.example,*", **jwt)
+    assert refused and "CorsAllowOrigins" in refused[0]
+    assert refusals(template, AuthMode="none", CorsAllowOrigins="*") == []
+
+
+def test_no_cors_configuration_unless_origins_are_named(template):
+    assert template["Parameters"]["CorsAllowOrigins"]["Default"] == ""
+    cors = stack(template).properties("HttpApi").get("CorsConfiguration")
+    assert resolve(template, cors) is None
+    named = StackTemplate(template, STACK_NAME, REGION, {"CorsAllowOrigins": "https://a.example"})
+    resolved = named.resolve(named.properties("HttpApi")["CorsConfiguration"])
+    assert resolved is not None and resolved["AllowMethods"] == ["GET", "POST", "OPTIONS"]
+    assert cors["Fn::If"][1]["AllowOrigins"] == {"Ref": "CorsAllowOrigins"}
+
+
+def test_alerts_topic_is_encrypted_with_a_key_cloudwatch_may_use(template):
+    topic = template["Resources"]["AlertsTopic"]
+    assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": ["AlertsKey", "Arn"]}
+    assert "checkov" not in topic.get("Metadata", {}), "CKV_AWS_26 needs no suppression now"
+    key = template["Resources"]["AlertsKey"]
+    assert key["Type"] == "AWS::KMS::Key" and key["Properties"]["EnableKeyRotation"] is True
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    cloudwatch = [
+        s for s in statements if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert len(cloudwatch) == 1
+    assert set(cloudwatch[0]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    # Without the account statement no IAM policy could grant the key (nor anyone manage it).
+    assert any(
+        s["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+        for s in statements
+    )
+
+
+def test_access_logs_are_an_option_delivered_by_the_logging_service(template):
+    parameter = template["Parameters"]["EnableAccessLogs"]
+    assert parameter["Default"] == "false" and parameter["AllowedValues"] == ["true", "false"]
+    off = stack(template)
+    assert resolve(template, off.properties("ImageBucket")["LoggingConfiguration"]) is None
+    on = StackTemplate(template, STACK_NAME, REGION, {"EnableAccessLogs": "true"})
+    assert on.resolve.condition("HasAccessLogs") and not off.resolve.condition("HasAccessLogs")
+    for name in ("AccessLogBucket", "AccessLogBucketPolicy"):
+        assert on.cloudformation["Resources"][name]["Condition"] == "HasAccessLogs"
+    logging = on.resolve(on.properties("ImageBucket")["LoggingConfiguration"])
+    log_bucket = on.resolve.ref("AccessLogBucket")
+    assert logging["DestinationBucketName"] == log_bucket
+    encryption = on.properties("AccessLogBucket")["BucketEncryption"]
+    rule = encryption["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert rule["SSEAlgorithm"] == "AES256", "S3 delivers access logs to SSE-S3 targets only"
+    policy = on.resolve(on.properties("AccessLogBucketPolicy")["PolicyDocument"])
+    (delivery,) = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
+    assert delivery["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert delivery["Action"] == "s3:PutObject"
+    assert delivery["Resource"] == f"arn:aws:s3:::{log_bucket}/{logging['LogFilePrefix']}*"
+    image_bucket = on.resolve.ref("ImageBucket")
+    assert delivery["Condition"]["ArnLike"]["aws:SourceArn"] == f"arn:aws:s3:::{image_bucket}"
+    assert delivery["Condition"]["StringEquals"]["aws:SourceAccount"] == "123456789012"
+
+
+LAMBDA_SYNC_PAYLOAD = 6 * 1024 * 1024
+"""Lambda's limit on a synchronous invocation's event (6 MB)."""
+
+
+def test_query_upload_limit_is_one_parameter_under_lambdas_payload_limit(template):
+    parameter = template["Parameters"]["QueryMaxUploadBytes"]
+    assert parameter["Default"] == 4 * 1024 * 1024
+    variables = template["Resources"]["QueryFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["IMGSEARCH_MAX_UPLOAD_BYTES"] == {"Ref": "QueryMaxUploadBytes"}
+    assert function_environment(template, "QueryFunction")["IMGSEARCH_MAX_UPLOAD_BYTES"] == str(
+        parameter["Default"]
+    )
+    # API Gateway base64-encodes a binary body: 4 bytes for every 3, plus the event's headers.
+    assert 4 * -(-parameter["MaxValue"] // 3) < LAMBDA_SYNC_PAYLOAD - 100_000
+
+
+def readme_parameters() -> dict[str, str]:
+    """The README's parameter table: parameter -> the default it states ("empty" is "")."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Parameters", 1)[1].split("\n### ", 1)[0]
+    found: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not cells[0].startswith("`"):
+            continue
+        names = re.findall(r"`(\w+)`", cells[0])
+        defaults = [""] if cells[1] == "empty" else re.findall(r"`([^`]*)`", cells[1])
+        if len(defaults) == 1:
+            defaults *= len(names)
+        assert len(defaults) == len(names), line
+        found.update(zip(names, defaults, strict=True))
+    return found
+
+
+def test_readme_lists_every_parameter_with_its_default(template):
+    stated = readme_parameters()
+    assert set(stated) == set(template["Parameters"])
+    for name, spec in template["Parameters"].items():
+        assert stated[name] == str(spec.get("Default", "")), name
+
+
 # ---------------------------------------------------------------- samconfig and CI/CD
 
 
@@ -390,6 +561,8 @@ def test_samconfig_environments(template):
         unknown = set(overrides) - set(template["Parameters"])
         assert not unknown, f"{env} overrides unknown parameters {unknown}"
     assert config["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
+    for env in ("default", "staging", "prod"):  # none is a choice made on the command line
+        assert "AuthMode=IAM" in config[env]["deploy"]["parameters"]["parameter_overrides"], env
     assert config["staging"]["deploy"]["parameters"]["confirm_changeset"] is False
 
 
@@ -427,7 +600,6 @@ def test_main_deploys_staging_smoke_tests_then_prod_behind_approval():
     prod_name, prod = next((n, j) for n, j in jobs.items() if "--config-env prod" in steps_text(j))
     for job in (staging, prod):
         text = steps_text(job)
-        assert "sam build" in text
         assert "aws-actions/configure-aws-credentials" in text and "role-to-assume" in text
         assert job.get("permissions", workflow.get("permissions", {})).get("id-token") == "write"
     assert "scripts/smoke_test.py" in steps_text(staging)
@@ -437,6 +609,32 @@ def test_main_deploys_staging_smoke_tests_then_prod_behind_approval():
     needs = prod.get("needs")
     staging_name = next(n for n, j in jobs.items() if j is staging)
     assert staging_name in (needs if isinstance(needs, list) else [needs]), prod_name
+
+
+def test_one_image_is_built_and_the_same_package_deploys_to_staging_then_prod():
+    """Prod runs what staging's smoke test ran: one build, one package, two deploys of it."""
+    (workflow,) = [
+        w for w in load_workflows().values() if "main" in json.dumps(triggers(w).get("push") or {})
+    ]
+    jobs = workflow["jobs"]
+    builders = [name for name, job in jobs.items() if "sam build" in steps_text(job)]
+    assert len(builders) == 1, builders
+    builder = jobs[builders[0]]
+    package = next(s for s in builder["steps"] if "sam package" in s.get("run", ""))
+    assert "--output-template-file packaged.yaml" in " ".join(package["run"].split())
+    assert any(s.get("uses", "").startswith("actions/upload-artifact") for s in builder["steps"]), (
+        "the package job uploads packaged.yaml"
+    )
+    deployers = [name for name, job in jobs.items() if "sam deploy" in steps_text(job)]
+    assert sorted(deployers) == ["prod", "staging"]
+    for name in deployers:
+        job = jobs[name]
+        steps = job["steps"]
+        assert any(s.get("uses", "").startswith("actions/download-artifact") for s in steps)
+        deploy = next(s["run"] for s in steps if "sam deploy" in s.get("run", ""))
+        assert "--template-file packaged.yaml" in deploy, name
+        assert "sam build" not in steps_text(job), name
+    assert jobs["staging"]["needs"] == builders[0] and jobs["prod"]["needs"] == "staging"
 
 
 def test_smoke_test_script_documents_its_use():

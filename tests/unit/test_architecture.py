@@ -29,7 +29,8 @@ TIERS = {
     "pipeline": 2,
     "query": 2,
 }
-FUNCTIONS_TIER = 3
+OUTSIDE_THE_IMAGE = {"imgsearch_devkit", "imgsearch_client"}
+"""Distributions the Lambda image never installs."""
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -61,8 +62,8 @@ def wrong_way_imports(runtime: Path = RUNTIME, functions: Path = FUNCTIONS) -> l
         relative = path.relative_to(runtime)
         own = relative.parts[0] if len(relative.parts) > 1 else None
         for module in imported_modules(path):
-            if module.split(".")[0] == "imgsearch_devkit":
-                problems.append(f"{relative}: the runtime imports the devkit ({module})")
+            if module.split(".")[0] in OUTSIDE_THE_IMAGE:
+                problems.append(f"{relative}: the runtime imports {module}, not in the image")
             target = runtime_package(module)
             if own is None or target is None or target == own:
                 continue
@@ -75,7 +76,7 @@ def wrong_way_imports(runtime: Path = RUNTIME, functions: Path = FUNCTIONS) -> l
                 )
     for path in python_files(functions):
         for module in imported_modules(path):
-            if module.split(".")[0] == "imgsearch_devkit":
+            if module.split(".")[0] in OUTSIDE_THE_IMAGE:
                 problems.append(f"functions/{path.relative_to(functions)} imports {module}")
     return problems
 
@@ -103,7 +104,7 @@ def test_the_check_catches_wrong_way_imports(tmp_path: Path) -> None:
         path.write_text(text)
     assert wrong_way_imports(runtime, functions) == [
         "core/config.py (tier 0, core) imports imgsearch.query.service (tier 2, query)",
-        "query/service.py: the runtime imports the devkit (imgsearch_devkit.target)",
+        "query/service.py: the runtime imports imgsearch_devkit.target, not in the image",
         "store/table.py (tier 1, store) imports imgsearch.catalog.current (tier 1, catalog)",
         "functions/query/app.py imports imgsearch_devkit.local",
     ]

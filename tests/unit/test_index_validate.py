@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 
 from imgsearch.catalog.keytable import KeyTable
-from imgsearch.catalog.report import Quality
+from imgsearch.catalog.report import Quality, SnapshotManifest
 from imgsearch.core.config import GateSettings, IndexSettings
+from imgsearch.core.vectors import l2_normalise
 from imgsearch.pipeline.build import build_index
 from imgsearch.pipeline.validate import (
     GoldenSetError,
     ann_recall,
     check_completeness,
+    content_rng,
+    exact_rankings,
     expansion_ladder,
     measure_latency,
     noisy_queries,
@@ -32,7 +35,7 @@ def data(n: int = 400, dim: int = 32) -> tuple[np.ndarray, np.ndarray]:
 
 def test_recall_is_one_for_an_exact_enough_index_and_drops_when_the_graph_is_starved() -> None:
     vectors, ids = data()
-    queries = noisy_queries(vectors, 50, np.random.default_rng(1))
+    queries = noisy_queries(vectors, ids, 50, np.random.default_rng(1))
     good = build_index(vectors, ids, IndexSettings(dtype="f32"), threads=1)
     assert ann_recall(good, vectors, ids, queries, threads=1) == pytest.approx(1.0)
     starved = build_index(
@@ -58,7 +61,7 @@ def test_the_ladder_doubles_from_the_minimum_and_ends_at_the_maximum(low, high, 
 
 def test_tuning_serves_the_first_step_that_clears_the_floor_or_else_the_last() -> None:
     vectors, ids = data(2000)
-    queries = noisy_queries(vectors, 60, np.random.default_rng(4))
+    queries = noisy_queries(vectors, ids, 60, np.random.default_rng(4))
     index = build_index(
         vectors, ids, IndexSettings(dtype="f32", connectivity=4, expansion_add=8), threads=1
     )
@@ -78,17 +81,58 @@ def test_duplicates_returned_in_another_order_are_not_misses() -> None:
     vectors, _ = data(100)
     copies = np.concatenate([vectors, vectors, vectors])
     ids = np.arange(300, dtype=np.int64)
-    queries = noisy_queries(vectors, 40, np.random.default_rng(3))
+    queries = noisy_queries(vectors, ids[:100], 40, np.random.default_rng(3))
     index = build_index(copies, ids[::-1].copy(), IndexSettings(), threads=1)
     assert ann_recall(index, copies, ids[::-1].copy(), queries, threads=1) == pytest.approx(1.0)
 
 
 def test_noisy_queries_are_unit_vectors_near_stored_ones() -> None:
-    vectors, _ = data()
-    queries = noisy_queries(vectors, 30, np.random.default_rng(2))
+    vectors, ids = data()
+    queries = noisy_queries(vectors, ids, 30, np.random.default_rng(2))
     assert np.allclose(np.linalg.norm(queries, axis=1), 1.0, atol=1e-5)
     best = (queries @ vectors.astype(np.float32).T).max(axis=1)
     assert np.all(best > 0.9) and np.all(best < 0.9999)
+
+
+def manifest(content_hash: str, snapshot_id: str) -> SnapshotManifest:
+    return SnapshotManifest(
+        snapshot_id=snapshot_id,
+        prefix=f"snapshots/{snapshot_id}/",
+        model="m@1",
+        dim=32,
+        count=400,
+        content_hash=content_hash,
+        scan_seconds=0,
+        segments=1,
+        taken_at="t",
+    )
+
+
+def test_probes_depend_on_the_content_not_on_the_snapshot_or_its_row_order() -> None:
+    vectors, ids = data()
+    shuffled = np.random.default_rng(9).permutation(len(ids))
+    # Two snapshots of one embedding set: other ids (versions), rows in another order.
+    one = noisy_queries(vectors, ids, 30, content_rng(manifest("abc-400", "s1")))
+    other = content_rng(manifest("abc-400", "s2"))
+    assert np.array_equal(one, noisy_queries(vectors[shuffled], ids[shuffled], 30, other))
+    changed = noisy_queries(vectors, ids, 30, content_rng(manifest("abd-400", "s1")))
+    assert not np.array_equal(one, changed)
+
+
+def test_exact_rankings_rank_ties_by_id_whatever_the_row_order() -> None:
+    vectors, ids = data(300)
+    copies = np.concatenate([vectors, vectors, vectors])  # every vector three times: ties
+    copy_ids = np.arange(900, dtype=np.int64) * 7 + 1
+    queries = noisy_queries(vectors, ids, 20, np.random.default_rng(5))
+    ranked = exact_rankings(copies, copy_ids, queries)
+    assert ranked.shape == (20, 10)
+    for order in (np.arange(900)[::-1], np.random.default_rng(6).permutation(900)):
+        assert np.array_equal(exact_rankings(copies[order], copy_ids[order], queries), ranked)
+    # The top 10 are the best similarities, each tie group in id order.
+    scores = l2_normalise(queries) @ l2_normalise(copies).T
+    for row, found in enumerate(ranked):
+        expected = sorted(range(900), key=lambda i: (-round(float(scores[row, i]), 5), copy_ids[i]))
+        assert found.tolist() == copy_ids[expected[:10]].tolist()
 
 
 def test_completeness_finds_missing_ids_and_wrong_keys(tmp_path) -> None:
@@ -108,7 +152,7 @@ def test_completeness_finds_missing_ids_and_wrong_keys(tmp_path) -> None:
 def test_latency_figures() -> None:
     vectors, ids = data()
     index = build_index(vectors, ids, IndexSettings(), threads=1)
-    figures = measure_latency(index, noisy_queries(vectors, 40, np.random.default_rng(3)))
+    figures = measure_latency(index, noisy_queries(vectors, ids, 40, np.random.default_rng(3)))
     assert figures.probes == 40 and 0 < figures.p50_ms <= figures.p99_ms <= figures.max_ms
 
 

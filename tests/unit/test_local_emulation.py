@@ -152,3 +152,14 @@ def test_what_moto_cloudformation_is_sent(stack: StackTemplate) -> None:
     )
     assert resources["EmbedEventSourceMapping"]["Properties"]["Enabled"] is False
     assert resources["ImageBucket"]["DependsOn"] == []  # the queue policy is not created
+
+
+def test_the_function_log_is_rotated_instead_of_growing_forever(tmp_path: Path) -> None:
+    from imgsearch_devkit.local.function_logs import rotate
+
+    log = tmp_path / "functions.log"
+    log.write_text("x" * 100)
+    rotate(log, keep_bytes=200)
+    assert log.read_text() == "x" * 100  # small: kept
+    rotate(log, keep_bytes=50)
+    assert not log.exists() and (tmp_path / "functions.log.1").read_text() == "x" * 100

@@ -8,16 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imgsearch.model import errors
 from imgsearch.model.bundle import ModelManifest
-from imgsearch.model.errors import (
-    CorruptImage,
-    EmptyImage,
-    ImageError,
-    NotAnImage,
-    TooManyBytes,
-    TooManyPixels,
-    TruncatedImage,
-)
 from imgsearch.model.preprocess import ImageLimits, decode_image, resize_and_crop, to_pixels
 
 RNG = np.random.default_rng(7)
@@ -82,13 +74,13 @@ def test_exif_orientation_is_applied() -> None:
 @pytest.mark.parametrize(
     ("data", "error"),
     [
-        (b"", EmptyImage),
-        (b"plain text, no image here", NotAnImage),
-        (encode(PHOTO, "JPEG")[: len(encode(PHOTO, "JPEG")) // 2], TruncatedImage),
-        (encode(PHOTO, "PNG")[: len(encode(PHOTO, "PNG")) // 2], TruncatedImage),
+        (b"", errors.EmptyImage),
+        (b"plain text, no image here", errors.NotAnImage),
+        (encode(PHOTO, "JPEG")[: len(encode(PHOTO, "JPEG")) // 2], errors.TruncatedImage),
+        (encode(PHOTO, "PNG")[: len(encode(PHOTO, "PNG")) // 2], errors.TruncatedImage),
     ],
 )
-def test_bad_inputs_raise_one_typed_error(data: bytes, error: type[ImageError]) -> None:
+def test_bad_inputs_raise_one_typed_error(data: bytes, error: type[errors.ImageError]) -> None:
     with pytest.raises(error) as caught:
         decode_image(data)
     assert caught.value.reason == error.reason
@@ -98,23 +90,44 @@ def test_corrupt_png_data() -> None:
     data = bytearray(encode(PHOTO, "PNG"))
     start = data.index(b"IDAT") + 8
     data[start : start + 64] = bytes(64)  # zlib stream destroyed, length intact
-    with pytest.raises(CorruptImage):
+    with pytest.raises(errors.CorruptImage):
         decode_image(bytes(data))
 
 
 def test_byte_and_pixel_limits() -> None:
     data = encode(PHOTO, "PNG")
-    with pytest.raises(TooManyBytes):
+    with pytest.raises(errors.TooManyBytes):
         decode_image(data, ImageLimits(max_bytes=len(data) - 1))
-    with pytest.raises(TooManyPixels):
+    with pytest.raises(errors.TooManyPixels):
         decode_image(data, ImageLimits(max_pixels=399 * 300))
 
 
 def test_decompression_bomb_is_refused_before_decoding() -> None:
     bomb = encode(Image.new("L", (12_000, 12_000)), "PNG")  # 144 MP of zeros: a few KB
     assert len(bomb) < 1_000_000
-    with pytest.raises(TooManyPixels):
+    with pytest.raises(errors.TooManyPixels):
         decode_image(bomb)
+
+
+def test_pixel_limit_messages_are_in_our_words() -> None:
+    between = encode(Image.new("L", (10_000, 10_000)), "PNG")  # over Pillow's warning size
+    with pytest.raises(errors.TooManyPixels) as caught:
+        decode_image(between)
+    assert caught.value.detail == "10000x10000 pixels, limit 64000000"
+    beyond = encode(Image.new("1", (14_000, 14_000)), "PNG")  # over twice Pillow's limit
+    with pytest.raises(errors.TooManyPixels) as caught:
+        decode_image(beyond)
+    assert "bomb" not in str(caught.value) and "limit 64000000" in str(caught.value)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_decode_time_budget_stops_decoding(fmt: str) -> None:
+    data = encode(PHOTO, fmt)
+    with pytest.raises(errors.TooSlowToDecode) as caught:
+        decode_image(data, ImageLimits(decode_seconds=0.0))
+    assert caught.value.reason == "too_slow_to_decode"
+    assert decode_image(data, ImageLimits(decode_seconds=5.0)).size == PHOTO.size
+    assert decode_image(data).size == PHOTO.size  # no budget: ingest's behaviour
 
 
 def test_jpeg_draft_decodes_a_large_photo_at_reduced_scale() -> None:

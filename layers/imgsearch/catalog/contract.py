@@ -15,11 +15,13 @@ understands (1.x): upgrade imgsearch"; a ``1.3`` one reads, its unknown fields d
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from imgsearch.catalog.errors import ContractError
+from imgsearch.core.aws import is_not_found
 
 SCHEMA_VERSION = "1.0"
 """The version every model here writes; readers accept any ``1.x``."""
@@ -103,3 +105,22 @@ class Contract(Part):
 
     def to_json(self) -> bytes:
         return json.dumps(self.dump(), indent=2, sort_keys=True).encode()
+
+
+C = TypeVar("C", bound=Contract)
+
+
+def read_object(s3: Any, bucket: str, key: str, model: type[C]) -> C | None:
+    """The contract stored at ``key``, validated; ``None`` when there is no such object."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    except ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    return model.parse_json(body.read())
+
+
+def write_object(s3: Any, bucket: str, key: str, contract: Contract) -> str:
+    s3.put_object(Bucket=bucket, Key=key, Body=contract.to_json(), ContentType="application/json")
+    return key

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
 from pydantic import Field, computed_field
 
-from imgsearch.catalog.contract import Contract, Figure, Part
+from imgsearch.catalog.contract import Contract, Figure, Part, read_object, write_object
 from imgsearch.catalog.layout import REPORT_FILE, SNAPSHOT_FILE, version_key
-from imgsearch.core.aws import is_not_found
 
 HASH_SCHEME = "sum-mod-2^128 of blake2b-128(id int64 LE || vector float16 LE)"
 
@@ -159,16 +157,8 @@ class IndexReport(Contract):
 
 def read_report(s3: Any, bucket: str, prefix: str, version: str) -> IndexReport | None:
     """The version's report; ``None`` when it has none (it was never validated)."""
-    try:
-        body = s3.get_object(Bucket=bucket, Key=version_key(prefix, version, REPORT_FILE))["Body"]
-    except ClientError as exc:
-        if is_not_found(exc):
-            return None
-        raise
-    return IndexReport.parse_json(body.read())
+    return read_object(s3, bucket, version_key(prefix, version, REPORT_FILE), IndexReport)
 
 
 def write_report(s3: Any, bucket: str, prefix: str, report: IndexReport) -> str:
-    key = version_key(prefix, report.version, REPORT_FILE)
-    s3.put_object(Bucket=bucket, Key=key, Body=report.to_json(), ContentType="application/json")
-    return key
+    return write_object(s3, bucket, version_key(prefix, report.version, REPORT_FILE), report)

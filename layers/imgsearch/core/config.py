@@ -145,6 +145,9 @@ class IndexSettings:
     recall clears the gate by ``GateSettings.tune_margin``: small collections search less.
     Set it to ``expansion_search`` to serve that value always."""
     keep_versions: int = env("IMGSEARCH_INDEX_KEEP_VERSIONS", 5)
+    candidate_ttl_seconds: int = env("IMGSEARCH_INDEX_CANDIDATE_TTL_SECONDS", 7200)
+    """How long a version that never served is kept: longer than a run may last (the state
+    machine's TimeoutSeconds, 3600), so pruning never deletes a racing run's candidate."""
     scan_segments: int = env("IMGSEARCH_SCAN_SEGMENTS", 4)
     cache_dir: str = env("IMGSEARCH_INDEX_CACHE_DIR", "/tmp/imgsearch/indexes")
     refresh_seconds: int = env("IMGSEARCH_INDEX_REFRESH_SECONDS", 60)
@@ -171,7 +174,16 @@ class GateSettings:
 
 @dataclass(frozen=True)
 class ApiSettings:
-    max_upload_bytes: int = env("IMGSEARCH_MAX_UPLOAD_BYTES", 6 * 1024 * 1024)
+    max_upload_bytes: int = env("IMGSEARCH_MAX_UPLOAD_BYTES", 4 * 1024 * 1024)
+    """The largest image a query may upload. A synchronous Lambda event is at most 6 MiB and
+    HTTP APIs base64-encode binary bodies (4/3 larger): 4 MiB raw is 5.33 MiB encoded, leaving
+    room for the rest of the event. The only upload limit: the local stack emulates Lambda's."""
+    max_image_pixels: int = env("IMGSEARCH_QUERY_MAX_IMAGE_PIXELS", 16_777_216)
+    """A query image's pixel budget (4096 x 4096), checked from the header: the model sees
+    224 x 224, a 12 MP phone photo fits, and a flat PNG that fits the upload limit cannot make
+    a query decode ingest's 64 MP (~650 ms of CPU)."""
+    decode_seconds: float = env("IMGSEARCH_QUERY_DECODE_SECONDS", 0.5)
+    """How long decoding a query image may take; checked as the decoder reads its input."""
     default_k: int = env("IMGSEARCH_DEFAULT_K", 20)
     max_k: int = env("IMGSEARCH_MAX_K", 100)
     presign_seconds: int = env("IMGSEARCH_PRESIGN_SECONDS", 900)

@@ -19,17 +19,20 @@ first call, so importing a function module has no side effects. Tests and the lo
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
 from imgsearch.core.aws import Clients
 from imgsearch.core.config import Settings, running_on_lambda
 
 Handler = Callable[[Any, Any], Any]
+LIBRARY_LOGGER = "imgsearch"
 Builder = Callable[[Settings, Clients | None], Handler]
 
 
@@ -41,10 +44,15 @@ class Powertools:
 
 
 def powertools(settings: Settings) -> Powertools:
-    """Logger, Metrics and Tracer, named by the settings."""
+    """Logger, Metrics and Tracer, named by the settings. The library logs through the standard
+    ``logging`` (``imgsearch.*``): its records go out through this Logger too, as JSON lines
+    with the request's context, so that every step's summary reaches CloudWatch."""
     names = settings.observability
+    logger = Logger(service=names.service, level=names.log_level)
+    logging.getLogger(LIBRARY_LOGGER)  # registered, so that Powertools finds it
+    copy_config_to_registered_loggers(source_logger=logger, include={LIBRARY_LOGGER})
     return Powertools(
-        logger=Logger(service=names.service, level=names.log_level),
+        logger=logger,
         metrics=Metrics(namespace=names.namespace, service=names.service),
         tracer=Tracer(service=names.service),
     )

@@ -53,7 +53,21 @@ class TooManyPixels(ImageError):
     reason = "too_large_pixels"
 
 
+class TooSlowToDecode(ImageError):
+    """Decoding ran over ``ImageLimits.decode_seconds`` (the query function's budget only)."""
+
+    reason = "too_slow_to_decode"
+
+
 IMAGE_ERROR_REASONS = tuple(
     cls.reason
-    for cls in (EmptyImage, NotAnImage, CorruptImage, TruncatedImage, TooManyBytes, TooManyPixels)
+    for cls in (
+        EmptyImage,
+        NotAnImage,
+        CorruptImage,
+        TruncatedImage,
+        TooManyBytes,
+        TooManyPixels,
+        TooSlowToDecode,
+    )
 )

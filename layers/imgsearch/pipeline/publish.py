@@ -2,7 +2,9 @@
 
 ``current.json`` is replaced only if it still names the version that served when the run's
 snapshot was taken (a conditional write on the ETag read then). A run that lost the race to
-another publisher, or to a rollback, fails with ``PublishConflict`` and changes nothing::
+another publisher, or to a rollback, fails with ``PublishConflict`` and changes nothing. The
+winner then writes the version's ``published.json`` (``serve``, which rollback uses too), and
+prunes by ``versions_to_delete``, which never deletes a racing run's candidate::
 
     result = publish_version(settings, s3, manifest, build)
     result.version, result.previous, result.deleted_versions
@@ -12,12 +14,19 @@ another publisher, or to a rollback, fails with ``PublishConflict`` and changes 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from imgsearch.catalog.current import CurrentIndex, write_current
 from imgsearch.catalog.errors import PipelineError
 from imgsearch.catalog.report import BuildResult, IndexReport, SnapshotManifest, read_report
-from imgsearch.catalog.versions import delete_prefix, list_versions, versions_to_delete
+from imgsearch.catalog.versions import (
+    PublishRecord,
+    delete_prefix,
+    list_versions,
+    versions_to_delete,
+    write_publish_record,
+)
 from imgsearch.core.clock import now_iso
 from imgsearch.core.config import Settings
 from imgsearch.pipeline.contracts import PublishResult
@@ -55,11 +64,26 @@ def validated_report(settings: Settings, s3: Any, version: str) -> IndexReport:
     return report
 
 
+def serve(settings: Settings, s3: Any, current: CurrentIndex, expected_etag: str | None) -> None:
+    """Make ``current`` the serving index (``write_current``: conditional, may raise
+    ``PublishConflict``), then record that its version served (``published.json``)."""
+    prefix = settings.index.prefix
+    write_current(s3, settings.bucket, current, expected_etag=expected_etag, prefix=prefix)
+    record = PublishRecord(
+        version=current.version, published_at=current.published_at, previous=current.previous
+    )
+    write_publish_record(s3, settings.bucket, prefix, record)
+
+
 def prune_versions(settings: Settings, s3: Any, published: str) -> list[str]:
     """Delete the versions ``published`` made unnecessary (see ``versions_to_delete``)."""
     prefix = settings.index.prefix
     doomed = versions_to_delete(
-        list_versions(s3, settings.bucket, prefix), published, settings.index.keep_versions
+        list_versions(s3, settings.bucket, prefix),
+        published,
+        settings.index.keep_versions,
+        now=datetime.now(UTC),
+        candidate_ttl=timedelta(seconds=settings.index.candidate_ttl_seconds),
     )
     for version in doomed:
         delete_prefix(s3, settings.bucket, f"{prefix}{version}/")
@@ -73,13 +97,7 @@ def publish_version(
 ) -> PublishResult:
     report = validated_report(settings, s3, build.version)
     current = current_from_report(report, previous=manifest.serving_version)
-    write_current(
-        s3,
-        settings.bucket,
-        current,
-        expected_etag=manifest.serving_etag or None,
-        prefix=settings.index.prefix,
-    )
+    serve(settings, s3, current, expected_etag=manifest.serving_etag or None)
     logger.info(
         "publish: %s now serves (was %s)", build.version, manifest.serving_version or "none"
     )

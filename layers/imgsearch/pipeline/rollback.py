@@ -1,11 +1,12 @@
 """Rollback: put an earlier validated version back as the serving one.
 
-Without ``to``, the newest validated version older than the serving one; with ``to``, that
-version (it must have passed validation and still have its files). The write is conditional on
-the ``current.json`` just read, like a publish::
+Without ``to``, the newest published validated version built before the serving one
+(``rollback_target``); with ``to``, that version, published or not (it must have passed
+validation and still have its files). The write is conditional on the ``current.json`` just
+read, and records the target's ``published.json``, like a publish::
 
     current = rollback(settings, s3)                        # one step back
-    current = rollback(settings, s3, to="20250101T000000Z-a1b2c3")
+    current = rollback(settings, s3, to="20250101T000000.123456Z-a1b2c3")
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from imgsearch.catalog.current import CurrentIndex, read_current, write_current
+from imgsearch.catalog.current import CurrentIndex, read_current
 from imgsearch.catalog.errors import PipelineError
-from imgsearch.catalog.versions import VersionInfo, has_artifacts, list_versions
+from imgsearch.catalog.versions import VersionInfo, has_artifacts, list_versions, rollback_target
 from imgsearch.core.config import Settings
 from imgsearch.pipeline.contracts import RollbackInput
-from imgsearch.pipeline.publish import current_from_report
+from imgsearch.pipeline.publish import current_from_report, serve
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +52,12 @@ def choose_target(
                 f"version {to} is {match.status}: only validated versions can serve"
             )
         return match
-    older = [v for v in versions if v.status == "validated" and v.version < current.version]
-    if not older:
-        raise RollbackError(f"no validated version older than the serving {current.version}")
-    return older[-1]
+    target = rollback_target(versions, current.version)
+    if target is None:
+        raise RollbackError(
+            f"no published validated version older than the serving {current.version}"
+        )
+    return target
 
 
 def rollback(settings: Settings, s3: Any, to: str | None = None) -> CurrentIndex:
@@ -66,6 +69,6 @@ def rollback(settings: Settings, s3: Any, to: str | None = None) -> CurrentIndex
         raise RollbackError(f"version {target.version} has lost its index or keys file")
     assert target.report is not None  # validated versions have one
     replacement = current_from_report(target.report, previous=current.version)
-    write_current(s3, settings.bucket, replacement, current.etag, settings.index.prefix)
+    serve(settings, s3, replacement, expected_etag=current.etag)
     logger.info("rollback: %s now serves (was %s)", target.version, current.version)
     return replacement

@@ -55,7 +55,7 @@ _HASH_MASK = (1 << 128) - 1
 
 
 class SnapshotError(PipelineError):
-    """The table holds nothing to index, or embeddings that cannot share one index."""
+    """The table holds embeddings that cannot share one index."""
 
 
 def parse_start_input(event: Any) -> bool:
@@ -210,9 +210,11 @@ def take_snapshot(
             "snapshot: %d items of %s (dim %d) in %.1f s", count, model, dim, manifest.scan_seconds
         )
         if count == 0:
-            raise SnapshotError(
-                f"no ok embeddings of model {model} in table {store.table}: nothing to index"
-            )
+            # A fresh stack on its schedule: nothing to do is a skip, not a failed run (which
+            # would raise the failed-pipeline alarm every hour until the first upload).
+            kept = f"; the serving index {current.version} stays" if current else ""
+            reason = f"nothing to index: no ok embeddings of {model} in the table yet{kept}"
+            return manifest.model_copy(update={"unchanged": True, "reason": reason})
         if current is not None and current.snapshot_hash == content_hash and not force:
             reason = (
                 f"nothing changed: the serving index {current.version} holds the same "

@@ -10,10 +10,17 @@ Four checks, thresholds from ``settings.gate``:
 2. Completeness - every snapshot id is in the index and resolves to its key; counts match.
 3. Retrieval quality - with a golden set (``golden_key`` in the bucket, JSON lines
    ``{"query": "red circle", "relevant": ["images/a.png", ...]}``): precision@10, recall@10,
-   nDCG@10 and MRR. Gate: none falls more than ``quality_margin`` below the serving index's
-   figures on the same golden set (same sha256).
+   nDCG@10 and MRR of the exact top 10 (``exact_rankings``: the embeddings' quality; what the
+   index loses against it is the ANN figure, whose queries include the golden ones). Gate: none
+   falls more than ``quality_margin`` below the serving index's figures on the same golden set
+   (same sha256).
 4. Latency - single-query search on the probe queries, one thread: p50/p99. Gate: p99
    ``<= max_p99_ms``.
+
+Everything but the build is a function of the snapshot's content: the probes are drawn with a
+seed from its content hash, in id order, and exact ties rank by id, so two snapshots of the same
+embedding set get the same probes and the same quality figures (docs/pipeline.md, "What is
+deterministic").
 
 The step never raises for a failed gate: it returns ``passed: false`` and the state machine's
 Gate state rejects the version::
@@ -73,6 +80,10 @@ TIE_TOLERANCE = 1e-3
 """Similarity within which an ANN neighbour ties the exact K-th (ann-benchmarks' epsilon)."""
 QUALITY_METRICS = (f"precision_at_{K}", f"recall_at_{K}", f"ndcg_at_{K}", "mrr")
 HEADLINE_NAMES = {f"recall_at_{K}": f"golden_recall_at_{K}"}
+EXACT_BATCH = 65_536
+"""Snapshot rows per step of ``exact_rankings``: bounds its float32 copy (128 MB at 512-d)."""
+SCREEN_SLACK = 1e-3
+"""How far below the float32 ``k``-th a candidate may score (float32 errors are ~1e-6)."""
 
 
 class GoldenSetError(PipelineError):
@@ -127,15 +138,59 @@ def load_golden(s3: Any, bucket: str, key: str) -> GoldenSet | None:
     return parse_golden(body, key)
 
 
-def noisy_queries(vectors: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """``count`` stored vectors (without replacement when possible), each moved a little."""
-    rows = rng.choice(len(vectors), size=count, replace=count > len(vectors))
-    base = np.asarray(vectors[np.sort(rows)], dtype=np.float32)
+def content_rng(manifest: SnapshotManifest) -> np.random.Generator:
+    """The random source of a validation: seeded by the snapshot's content hash, so the same
+    embedding set gets the same probes whatever its version or snapshot id."""
+    seed = hashlib.blake2b(manifest.content_hash.encode(), digest_size=8).digest()
+    return np.random.default_rng(int.from_bytes(seed, "big"))
+
+
+def noisy_queries(
+    vectors: np.ndarray, ids: np.ndarray, count: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``count`` stored vectors (without replacement when possible), each moved a little.
+
+    Drawn by rank of id, not by row: a parallel scan writes the rows in any order.
+    """
+    by_id = np.argsort(ids, kind="stable")
+    ranks = np.sort(rng.choice(len(vectors), size=count, replace=count > len(vectors)))
+    base = np.asarray(vectors[by_id[ranks]], dtype=np.float32)
     base /= np.maximum(np.linalg.norm(base, axis=1, keepdims=True), 1e-12)
     noise = rng.standard_normal(base.shape).astype(np.float32)
     noise *= QUERY_NOISE / np.linalg.norm(noise, axis=1, keepdims=True)
     queries = base + noise
     return queries / np.linalg.norm(queries, axis=1, keepdims=True)
+
+
+def exact_rankings(
+    vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int = K
+) -> np.ndarray:
+    """The ids of each query's exact top ``k`` by cosine similarity, ties ranked by id.
+
+    The same for the same embedding set whatever the order of its rows (usearch's exact search
+    ranks ties by row). A float32 pass finds the candidates (everything within ``SCREEN_SLACK``
+    of the ``k``-th); they are scored again in float64 and compared in float32, so that two
+    identical vectors tie however their sums were computed.
+    """
+    unit = l2_normalise(queries).astype(np.float64)
+    unit32 = unit.astype(np.float32)
+    best_ids = [np.empty(0, dtype=np.int64) for _ in queries]
+    best = [np.empty(0, dtype=np.float32) for _ in queries]
+    for begin in range(0, len(ids), EXACT_BATCH):
+        rows = np.asarray(vectors[begin : begin + EXACT_BATCH], dtype=np.float32)
+        norms = np.maximum(np.sqrt(np.einsum("ij,ij->i", rows, rows)), 1e-12)
+        screen = (unit32 @ rows.T) / norms
+        kth = np.partition(screen, -min(k, len(rows)), axis=1)[:, -min(k, len(rows))]
+        for q, (row_scores, floor) in enumerate(zip(screen, kth, strict=True)):
+            found = np.flatnonzero(row_scores >= floor - SCREEN_SLACK)
+            picked = rows[found].astype(np.float64)
+            norm = np.maximum(np.linalg.norm(picked, axis=1), 1e-12)
+            exact = (picked @ unit[q] / norm).astype(np.float32)
+            scores = np.concatenate([best[q], exact])
+            candidates = np.concatenate([best_ids[q], ids[begin + found]])
+            top = np.lexsort((candidates, -scores))[:k]
+            best[q], best_ids[q] = scores[top], candidates[top]
+    return np.stack(best_ids)
 
 
 def exact_neighbours(
@@ -247,17 +302,15 @@ def measure_latency(index: Index, queries: np.ndarray, k: int = K) -> Latency:
 
 
 def retrieval_quality(
-    index: Index,
+    snapshot: LocalSnapshot,
     table: KeyTable,
     text_vectors: np.ndarray,
     golden: GoldenSet,
-    threads: int,
     baseline_version: str = "",
 ) -> Quality:
-    matches = index.search(prepare(text_vectors, index.dtype), K, threads=threads)
-    rankings = [
-        table.lookup(matches.keys[row][: matches.counts[row]]) for row in range(len(golden.queries))
-    ]
+    """The golden set's figures on the exact top ``K`` (``exact_rankings``) of the snapshot."""
+    found = exact_rankings(snapshot.vectors, snapshot.ids, text_vectors)
+    rankings = [table.lookup(row) for row in found]
     scores = score_rankings(rankings, golden.relevant, k=K).as_dict()
     known = set()
     for relevant in golden.relevant:
@@ -333,9 +386,7 @@ def validate_version(
     gate = settings.gate
     threads = settings.model.threads
     golden = load_golden(s3, settings.bucket, gate.golden_key)
-    rng = np.random.default_rng(
-        int(hashlib.blake2b(build.version.encode(), digest_size=8).hexdigest(), 16)
-    )
+    rng = content_rng(manifest)
     gates: list[Gate] = []
     quality: Quality | None = None
     with tempfile.TemporaryDirectory(dir=workdir) as name:
@@ -348,7 +399,7 @@ def validate_version(
             raise RuntimeError(f"{build.index_key} is not a usearch index")
         table = KeyTable.open(folder / ("built-" + KEYS_FILE))
 
-        probes = noisy_queries(local.vectors, gate.sample_queries, rng)
+        probes = noisy_queries(local.vectors, local.ids, gate.sample_queries, rng)
         text_vectors = None
         if golden is not None:
             encoder = text_encoder(settings, s3)
@@ -414,7 +465,7 @@ def validate_version(
 
         if golden is not None and text_vectors is not None:
             quality = retrieval_quality(
-                index, table, text_vectors, golden, threads, manifest.serving_version
+                local, table, text_vectors, golden, manifest.serving_version
             )
             baseline = serving_report(settings, s3, manifest)
             gates.extend(quality_gates(quality, baseline and baseline.quality, gate))

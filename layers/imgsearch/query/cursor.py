@@ -3,11 +3,13 @@
 A cursor remembers the last hit returned, as (score, id): the next page holds the hits that rank
 strictly after it in the order (score descending, id ascending). Searching one index version with
 one query vector is deterministic, so a page never repeats a hit and never skips one that an
-equally deep search would find. A cursor from another index version or another query is refused::
+equally deep search would find. A malformed cursor is refused by ``parse`` (no index needed),
+one from another index version or another query by ``check``::
 
     token = Cursor("20240601T120000Z-ab12cd", fingerprint, returned=20, score=0.31, id=42).encode()
-    Cursor.decode(token, version="20240601T120000Z-ab12cd", fingerprint=fingerprint)
-    Cursor.decode(token, version="another", fingerprint=fingerprint)   # raises InvalidCursor
+    cursor = Cursor.parse(token)                            # raises InvalidCursor if malformed
+    cursor.check(version="20240601T120000Z-ab12cd", query=fingerprint)
+    Cursor.decode(token, version="another", query=fingerprint)   # both; raises InvalidCursor
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ class Cursor:
     @classmethod
     def decode(cls, token: str, version: str, query: str) -> Cursor:
         """Parse and check a cursor; every problem is an ``InvalidCursor`` (HTTP 422)."""
+        return cls.parse(token).check(version, query)
+
+    @classmethod
+    def parse(cls, token: str) -> Cursor:
+        """A well-formed cursor (``InvalidCursor`` otherwise), not yet checked against a query."""
         if len(token) > MAX_CURSOR_LENGTH:
             raise InvalidCursor("cursor is too long")
         try:
@@ -66,15 +73,19 @@ class Cursor:
             )
         except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
             raise InvalidCursor("cursor is malformed") from exc
-        if cursor.version != version:
-            raise InvalidCursor(
-                f"cursor belongs to index version {cursor.version}; the API now serves {version}:"
-                " start the search again",
-                cursor_version=cursor.version,
-                index_version=version,
-            )
-        if cursor.query != query:
-            raise InvalidCursor("cursor belongs to another query")
         if cursor.returned < 1 or not -1.0 <= cursor.score <= 2.0:
             raise InvalidCursor("cursor is malformed")
         return cursor
+
+    def check(self, version: str, query: str) -> Cursor:
+        """This cursor, if it continues ``query`` on index ``version`` (else ``InvalidCursor``)."""
+        if self.version != version:
+            raise InvalidCursor(
+                f"cursor belongs to index version {self.version}; the API now serves {version}:"
+                " start the search again",
+                cursor_version=self.version,
+                index_version=version,
+            )
+        if self.query != query:
+            raise InvalidCursor("cursor belongs to another query")
+        return self

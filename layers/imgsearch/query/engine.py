@@ -2,11 +2,11 @@
 
 ``SearchEngine`` turns a query into a unit vector (text embeddings of recent queries are cached),
 searches the served version, drops keys deleted since it was built, and pages with
-``imgsearch.query.cursor``::
+``imgsearch.query.cursor``. Each search checks its input first and only then asks ``serving``
+for the served version, so bad input gets its 4xx whether or not an index is served::
 
     engine = SearchEngine(model, store, ImageLimits(...), cache_size=256)
-    served = server.require()
-    page = engine.text(served, "two red circles", k=20, cursor=None, min_score=None)
+    page = engine.text(server.require, "two red circles", k=20, cursor=None, min_score=None)
     page.hits[0].key, page.hits[0].score, page.next_cursor
 
 Every input problem raises an ``ApiError`` subclass with its HTTP status.
@@ -15,18 +15,22 @@ Every input problem raises an ``ApiError`` subclass with its HTTP status.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from imgsearch.core.keys import image_id
 from imgsearch.core.vectors import prepare
-from imgsearch.model import ClipModel, ImageError, ImageLimits, embed_images, l2_normalise
+from imgsearch.model import ClipModel, ImageError, ImageLimits, l2_normalise, preprocess
 from imgsearch.query.cursor import Cursor, fingerprint
 from imgsearch.query.errors import (
+    ApiError,
     BadRequest,
+    NoIndex,
     NotFound,
     PayloadTooLarge,
+    TooCostly,
     Unprocessable,
     UnsupportedMediaType,
 )
@@ -39,12 +43,20 @@ MAX_SEARCH_COUNT = 2 * MAX_DEPTH
 """The deepest single search, leaving room for deleted keys to be skipped."""
 MAX_QUERY_CHARS = 1000
 
-_IMAGE_STATUS = {
-    "empty": BadRequest,
-    "too_large_bytes": PayloadTooLarge,
-    "too_large_pixels": PayloadTooLarge,
+_IMAGE_ERRORS: dict[str, tuple[type[ApiError], str]] = {
+    "empty": (BadRequest, "the upload is empty"),
+    "too_large_bytes": (PayloadTooLarge, "the image has too many bytes"),
+    "too_large_pixels": (PayloadTooLarge, "the image has too many pixels"),
+    "too_slow_to_decode": (TooCostly, "the image takes too long to decode"),
+    "not_an_image": (UnsupportedMediaType, "the upload is not an image in a format this API reads"),
+    "truncated": (UnsupportedMediaType, "the image data ends early"),
 }
-"""``ImageError.reason`` -> error class; any other reason means "not a usable image" (415)."""
+"""``ImageError.reason`` -> the refusal; any other reason is a corrupt image (415)."""
+_OWN_DETAIL = {"too_large_bytes", "too_large_pixels", "too_slow_to_decode"}
+"""Reasons whose detail is written by imgsearch (sizes and limits), not by the decoder."""
+
+Serving = Callable[[], Served]
+"""The served version (raising ``NoIndex`` when none), asked for once the input is valid."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,23 @@ def _require_utf8(text: str, parameter: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise BadRequest(f"{parameter} is not valid UTF-8 text", parameter=parameter) from exc
+
+
+def _parse(cursor: str | None) -> Cursor | None:
+    return Cursor.parse(cursor) if cursor else None
+
+
+def _refusal(error: ImageError, limits: ImageLimits) -> ApiError:
+    """The API's answer to an image that cannot be used, in the API's words."""
+    kind, message = _IMAGE_ERRORS.get(
+        error.reason, (UnsupportedMediaType, "the image data is corrupt")
+    )
+    if error.reason in _OWN_DETAIL:
+        message = f"{message}: {error.detail}"
+    limit = {"too_large_pixels": limits.max_pixels, "too_large_bytes": limits.max_bytes}
+    if error.reason in limit:
+        return kind(message, reason=error.reason, limit=limit[error.reason])
+    return kind(message, reason=error.reason)
 
 
 def normalise_text(text: str) -> str:
@@ -94,7 +123,7 @@ class SearchEngine:
         return vector
 
     def text(
-        self, served: Served, q: str, k: int, cursor: str | None, min_score: float | None
+        self, serving: Serving, q: str, k: int, cursor: str | None, min_score: float | None
     ) -> Page:
         _require_utf8(q, "q")
         text = normalise_text(q)
@@ -104,31 +133,43 @@ class SearchEngine:
             raise Unprocessable(
                 f"the query text is longer than {MAX_QUERY_CHARS} characters", parameter="q"
             )
+        after = _parse(cursor)
+        served = serving()
         vector = self._text_vector(text)
         served.deleted.refresh_if_stale()
-        return self.search(served, vector, fingerprint("text", text), k, cursor, min_score)
+        return self.search(served, vector, fingerprint("text", text), k, after, min_score)
 
     def image(
-        self, served: Served, data: bytes, k: int, cursor: str | None, min_score: float | None
+        self, serving: Serving, data: bytes, k: int, cursor: str | None, min_score: float | None
     ) -> Page:
-        (result,) = embed_images(self.model, [data], self.limits)
-        if isinstance(result, ImageError):
-            error = _IMAGE_STATUS.get(result.reason, UnsupportedMediaType)
-            raise error(f"the upload is not a usable image: {result}", reason=result.reason)
+        after = _parse(cursor)
+        try:  # decoding is the input check: the image tower runs only once an index is served
+            pixels = preprocess(data, self.model.manifest, self.limits)
+        except ImageError as exc:
+            raise _refusal(exc, self.limits) from exc
+        served = serving()
+        vector = self.model.encode_images([pixels])[0]
         served.deleted.refresh_if_stale()
-        return self.search(served, result, fingerprint("image", data), k, cursor, min_score)
+        return self.search(served, vector, fingerprint("image", data), k, after, min_score)
 
     def similar(
-        self, served: Served, key: str, k: int, cursor: str | None, min_score: float | None
+        self, serving: Serving, key: str, k: int, cursor: str | None, min_score: float | None
     ) -> Page:
         """Images like a stored one: its vector in the index, else in the table (newer images)."""
         _require_utf8(key, "key")
+        after = _parse(cursor)
+        try:
+            served = serving()
+        except NoIndex:
+            if self._table_vector(key, self.model.model_id) is None:
+                raise NotFound(f"no image {key!r} is indexed", key=key) from None
+            raise
         served.deleted.refresh_if_stale()
         vector = self.stored_vector(served, key)
         if vector is None:
             raise NotFound(f"no image {key!r} is indexed", key=key)
         return self.search(
-            served, vector, fingerprint("similar", key), k, cursor, min_score, exclude=key
+            served, vector, fingerprint("similar", key), k, after, min_score, exclude=key
         )
 
     def stored_vector(self, served: Served, key: str) -> np.ndarray | None:
@@ -137,10 +178,15 @@ class SearchEngine:
         found = served.index.get(image_id(key), dtype=np.float32)
         if found is not None and served.keys.key(image_id(key)) == key:
             return l2_normalise(np.asarray(found).reshape(1, -1))[0]
-        record = self.store.get(key, served.current.model)
+        vector = self._table_vector(key, served.current.model)
+        return None if vector is None else l2_normalise(vector.reshape(1, -1))[0]
+
+    def _table_vector(self, key: str, model: str) -> np.ndarray | None:
+        """The table's vector of ``key`` for ``model``; None if absent or deleted."""
+        record = self.store.get(key, model)
         if record is None or record.status != "ok" or record.vector is None:
             return None
-        return l2_normalise(record.vector.reshape(1, -1))[0]
+        return record.vector
 
     def search(
         self,
@@ -148,14 +194,15 @@ class SearchEngine:
         vector: np.ndarray,
         query: str,
         k: int,
-        cursor_token: str | None,
+        after: Cursor | None,
         min_score: float | None,
         exclude: str | None = None,
     ) -> Page:
         """One page of hits after the cursor, skipping deleted (and ``exclude``) keys.
 
         The callers refresh ``served.deleted`` first (when stale)."""
-        after = Cursor.decode(cursor_token, served.version, query) if cursor_token else None
+        if after is not None:
+            after.check(served.version, query)
         returned = after.returned if after else 0
         if returned >= MAX_DEPTH:
             return Page(served, [], None)

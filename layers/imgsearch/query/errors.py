@@ -44,6 +44,17 @@ class NotFound(ApiError):
     code = "not_found"
 
 
+class MethodNotAllowed(ApiError):
+    """A known path asked with a method it does not have; ``allow`` lists the ones it has."""
+
+    status = HTTPStatus.METHOD_NOT_ALLOWED
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, allow: list[str]) -> None:
+        super().__init__(message, allow=allow)
+        self.allow = allow
+
+
 class PayloadTooLarge(ApiError):
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     code = "too_large"
@@ -63,6 +74,12 @@ class Unprocessable(ApiError):
 
 class InvalidCursor(Unprocessable):
     code = "invalid_cursor"
+
+
+class TooCostly(Unprocessable):
+    """An image that would take longer to decode than the query function's budget."""
+
+    code = "too_costly"
 
 
 class NoIndex(ApiError):

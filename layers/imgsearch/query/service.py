@@ -2,14 +2,16 @@
 
 ``SearchService.from_settings`` loads the model bundle and the serving index (when one is
 published) before the first request, so no request pays for either. The HTTP routes call its
-five operations and nothing else; each search picks the served version (starting the
-background check for a newer one when due) and answers with presigned image URLs::
+five operations and nothing else; each checks for a newer index when due (see
+``IndexServer.refresh_if_due``), each search checks its input before it requires the served
+version, and answers with presigned image URLs::
 
     service = SearchService.from_settings(settings, clients)
     first = service.text("two red circles", k=20)   # SearchResponse, or NoIndex (HTTP 503)
     service.text("two red circles", k=20, cursor=first.next_cursor)
     service.similar("images/cat.jpg", k=20)
     service.health()                                # Health: no model or index work
+    service.refresh_now()                           # current.json changed: serve it at once
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ class SearchService:
             store,
             ImageLimits(
                 max_bytes=min(api.max_upload_bytes, settings.model.max_image_bytes),
-                max_pixels=settings.model.max_image_pixels,
+                max_pixels=min(api.max_image_pixels, settings.model.max_image_pixels),
+                decode_seconds=api.decode_seconds,
             ),
             cache_size=api.query_cache_size,
         )
@@ -100,22 +103,24 @@ class SearchService:
         self, q: str, k: int, cursor: str | None = None, min_score: float | None = None
     ) -> SearchResponse:
         """Images that match the text ``q``."""
-        return self._respond(self.engine.text(self._serving(), q, k, cursor, min_score), k)
+        return self._respond(self.engine.text(self._serving, q, k, cursor, min_score), k)
 
     def image(
         self, data: bytes, k: int, cursor: str | None = None, min_score: float | None = None
     ) -> SearchResponse:
         """Images that look like the encoded image ``data``."""
-        return self._respond(self.engine.image(self._serving(), data, k, cursor, min_score), k)
+        return self._respond(self.engine.image(self._serving, data, k, cursor, min_score), k)
 
     def similar(
         self, key: str, k: int, cursor: str | None = None, min_score: float | None = None
     ) -> SearchResponse:
         """Images like the stored image ``key``, itself left out (NotFound if unknown)."""
-        return self._respond(self.engine.similar(self._serving(), key, k, cursor, min_score), k)
+        return self._respond(self.engine.similar(self._serving, key, k, cursor, min_score), k)
 
     def health(self) -> Health:
-        """Whether an index is served; never waits on the model, S3 or DynamoDB."""
+        """Whether an index is served; no model or index work (while nothing is served, it
+        reads ``current.json`` at most once a second, as every operation does)."""
+        self.server.refresh_if_due()
         served = self.server.served
         return Health(
             status="ok" if served else "no_index",
@@ -139,6 +144,11 @@ class SearchService:
             headline=current.headline if current else {},
         )
 
+    def refresh_now(self) -> bool:
+        """Read ``current.json`` now and serve the version it names; True when swapped. For a
+        caller in the same process that knows it changed (the local stack, after a publish)."""
+        return self.server.refresh()
+
     def presign(self, key: str) -> str:
         return self._presign(key, int(time.time()) // self._half_life)
 
@@ -147,7 +157,7 @@ class SearchService:
 
     def _serving(self) -> Served:
         """The version this request searches (NoIndex when none), checking for a newer one
-        in the background when due."""
+        when due; the engine asks for it once the input is valid."""
         self.server.refresh_if_due()
         return self.server.require()
 

@@ -3,7 +3,9 @@
 A ``Served`` holds everything a search needs from one version — the memory-mapped usearch index,
 the id -> key table, ``current.json`` and the keys deleted since it was built. ``IndexServer``
 loads the version that ``current.json`` names at init, then, at most every ``refresh_seconds``,
-checks ``current.json`` again in a background thread; a new version is downloaded to the cache
+checks ``current.json`` again in a background thread (while nothing is served, in the request
+itself, at most once a second, so the first index is served as soon as it is published); a new
+version is downloaded to the cache
 directory, opened with ``view`` (memory-mapped, nothing parsed), checked, and only then replaces
 the old one in a single reference assignment. Requests in flight keep the ``Served`` they
 started with. A version that cannot be used is logged and skipped; the old one keeps serving::
@@ -12,7 +14,8 @@ started with. A version that cannot be used is logged and skipped; the old one k
                          deletions=lambda current: DeletedKeys(store, ...))
     server.refresh()                 # at init: None before the first publish
     served = server.require()        # raises NoIndex (HTTP 503) when nothing is served
-    server.refresh_if_due()          # per request: starts the background check when due
+    server.refresh_if_due()          # per request: checks, or starts the background check, when due
+    server.refresh()                 # now (a caller that knows current.json changed)
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ from imgsearch.query.deletions import DeletedKeys
 from imgsearch.query.errors import NoIndex
 
 logger = logging.getLogger(__name__)
+
+UNSERVED_CHECK_SECONDS = 1.0
+"""While nothing is served, how often a request may read ``current.json`` itself."""
 
 
 class BrokenVersion(ImgsearchError):
@@ -223,8 +229,15 @@ class IndexServer:
         return True
 
     def refresh_if_due(self) -> None:
-        """Start a background refresh when the last check is ``refresh_seconds`` old."""
-        if self._clock() - self._checked < self.settings.refresh_seconds:
+        """While nothing is served, refresh now when the last check is a second old (the
+        request waits: it would get a 503 otherwise); else start a background refresh when
+        the last check is ``refresh_seconds`` old."""
+        age = self._clock() - self._checked
+        if self._served is None:
+            if age >= min(UNSERVED_CHECK_SECONDS, self.settings.refresh_seconds):
+                self.refresh()
+            return
+        if age < self.settings.refresh_seconds:
             return
         if self._worker is not None and self._worker.is_alive():
             return

@@ -9,7 +9,13 @@ import numpy as np
 
 from imgsearch.core.keys import IMAGE_EXTENSIONS
 from imgsearch.model import ImageError, ImageLimits, embed_images
-from imgsearch_devkit.cli.common import BundleError, fail, load_model, print_json
+from imgsearch_devkit.cli.common import (
+    BundleError,
+    add_json_argument,
+    fail,
+    load_model,
+    print_json,
+)
 from imgsearch_devkit.project import operator_settings
 
 
@@ -28,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, help="write all vectors to this .npy file (float32)")
     parser.add_argument("--head", type=int, default=4, help="how many leading values to print")
     parser.add_argument("--batch-size", type=int, default=0, help="images per model call")
+    add_json_argument(parser, always=True)
     parser.set_defaults(func=run)
 
 

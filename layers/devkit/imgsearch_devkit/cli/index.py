@@ -11,36 +11,44 @@ from imgsearch.catalog.current import read_current
 from imgsearch.catalog.errors import PipelineError
 from imgsearch.catalog.versions import VersionInfo, list_versions
 from imgsearch.pipeline.rollback import parse_rollback_input, rollback
-from imgsearch_devkit.cli.common import fail, print_json
-from imgsearch_devkit.cli.target import add_target_arguments, resolve_target
+from imgsearch_devkit.cli.common import (
+    command_group,
+    fail,
+    print_json,
+    stack_command,
+    table,
+    wait_until_served,
+)
+from imgsearch_devkit.cli.target import resolve_target
 from imgsearch_devkit.target import TargetError
 
 COLUMNS = ("recall_at_10", "expansion_search", "p99_ms", "precision_at_10", "ndcg_at_10", "mrr")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("index", help="list index versions, roll back")
-    commands = parser.add_subparsers(dest="index_command", metavar="COMMAND", required=True)
-    listing = commands.add_parser(
+    commands = command_group(subparsers, "index", help="list index versions, roll back")
+    stack_command(
+        commands,
         "list",
+        func=run_list,
         help="versions with their key figures; * marks the serving one",
-        description="Every version under the index prefix, oldest first, with its status "
-        "(validated, rejected, incomplete), size and report figures.",
+        description="Every version under the index prefix, oldest first (by build time), with "
+        "its status (validated, rejected, incomplete), when it last served (published), size "
+        "and report figures.",
     )
-    listing.add_argument("--json", action="store_true", help="print one JSON object")
-    add_target_arguments(listing)
-    listing.set_defaults(func=run_list)
-    back = commands.add_parser(
+    back = stack_command(
+        commands,
         "rollback",
+        func=run_rollback,
+        json_help="print the new current.json as JSON",
         help="serve an earlier validated version again",
         description="Point indexes/current.json at an earlier validated version (default: the "
-        "newest one older than the serving version). The query function picks it up on its "
+        "newest published one built before the serving version). The query function picks it "
+        "up on its "
         "next refresh. The next pipeline run that sees changed embeddings publishes a new "
         "version again: pause the schedule to keep the rollback.",
     )
     back.add_argument("--to", metavar="VERSION", help="the version to serve")
-    add_target_arguments(back)
-    back.set_defaults(func=run_rollback)
 
 
 def _row(info: VersionInfo, serving: str) -> dict[str, Any]:
@@ -49,6 +57,8 @@ def _row(info: VersionInfo, serving: str) -> dict[str, Any]:
         "version": info.version,
         "serving": info.version == serving,
         "status": info.status,
+        "published": info.published,
+        "published_at": info.record and info.record.published_at,
         "count": build and build.count,
         "dtype": build and build.dtype,
         "index_bytes": build and build.index_bytes,
@@ -57,30 +67,27 @@ def _row(info: VersionInfo, serving: str) -> dict[str, Any]:
     }
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+def _cell(value: Any) -> Any:
+    return f"{value:.4g}" if isinstance(value, float) else value
 
 
 def render(rows: list[dict[str, Any]]) -> str:
-    headers = ("", "version", "status", "images", "dtype", "MB", *COLUMNS)
-    table = [
+    headers = ("", "version", "status", "published", "images", "dtype", "MB", *COLUMNS)
+    return table(
         (
-            "*" if row["serving"] else "",
-            row["version"],
-            row["status"],
-            _cell(row["count"]),
-            _cell(row["dtype"]),
-            _cell(row["index_bytes"] and round(row["index_bytes"] / 2**20, 1)),
-            *(_cell(row[name]) for name in COLUMNS),
-        )
-        for row in rows
-    ]
-    widths = [max(len(str(x)) for x in column) for column in zip(headers, *table, strict=True)]
-    return "\n".join(
-        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in (headers, *table)
+            (
+                "*" if row["serving"] else "",
+                row["version"],
+                row["status"],
+                row["published_at"] or ("yes" if row["published"] else None),
+                row["count"],
+                row["dtype"],
+                row["index_bytes"] and round(row["index_bytes"] / 2**20, 1),
+                *(_cell(row[name]) for name in COLUMNS),
+            )
+            for row in rows
+        ),
+        headers=headers,
     )
 
 
@@ -117,5 +124,10 @@ def run_rollback(args: argparse.Namespace) -> int:
         return fail(str(exc))
     except (BotoCoreError, ClientError) as exc:
         return fail(f"cannot roll back: {exc}")
+    if args.json:
+        served = wait_until_served(target, current.version, quiet=True)
+        print_json({**current.dump(), "served_after_seconds": served})
+        return 0
     print(f"serving {current.version} (was {current.previous}): {current.count} images")
+    wait_until_served(target, current.version)
     return 0

@@ -18,17 +18,22 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from imgsearch_devkit.cli.common import fail
+from imgsearch_devkit.cli.common import command_group, fail
+from imgsearch_devkit.target import LOCAL_STATE_FILE, STATE_VARIABLE, TargetError
 
 FUNCTION_LOG = Path(".imgsearch") / "functions.log"
+DEFAULT_SCHEDULE_SECONDS = 60.0
+"""As the deployed schedule does (every ``IndexSchedule`` minutes), but every minute."""
 
 if TYPE_CHECKING:
+    from imgsearch_client import Client
+
+    from imgsearch_devkit.local.demo import DemoImage
     from imgsearch_devkit.local.stack import LocalStack
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("local", help="run the whole service on this machine")
-    commands = parser.add_subparsers(dest="local_command", metavar="COMMAND", required=True)
+    commands = command_group(subparsers, "local", help="run the whole service on this machine")
     up = commands.add_parser(
         "up",
         help="start the local stack (moto AWS endpoint, embed worker, HTTP API, pipeline)",
@@ -44,13 +49,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--api-port", type=int, default=3000, help="search API port (0: any free)")
     up.add_argument("--no-demo", action="store_true", help="start empty: no demo images")
     up.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over: delete the data kept from earlier runs (uploads, embeddings, indexes)",
+    )
+    up.add_argument(
         "--schedule",
         type=float,
-        default=0,
+        default=DEFAULT_SCHEDULE_SECONDS,
         metavar="SECONDS",
-        help="start an index pipeline run every SECONDS (default: only on demand)",
+        help=f"start an index pipeline run every SECONDS (default {DEFAULT_SCHEDULE_SECONDS:g}; "
+        "a run with nothing new stops after its snapshot)",
+    )
+    up.add_argument(
+        "--no-schedule",
+        dest="schedule",
+        action="store_const",
+        const=0,
+        help="no scheduled runs: only `imgsearch pipeline run`",
     )
     up.add_argument("--bundle", default="", help="model bundle for every function (default: demo)")
+    up.add_argument(
+        "--state",
+        type=Path,
+        default=LOCAL_STATE_FILE,
+        metavar="FILE",
+        help=f"where to write the stack's state file (default {LOCAL_STATE_FILE}); a second "
+        "stack in one folder needs its own",
+    )
     up.add_argument(
         "--function-logs",
         action="store_true",
@@ -69,14 +95,17 @@ def _say(message: str = "") -> None:
 
 def run_up(args: argparse.Namespace) -> int:
     # The local stack needs the dev extras (moto, PyYAML): imported only when it runs.
+    from imgsearch_client import ClientError
+
     from imgsearch_devkit.local.stack import LocalStack, LocalStackConfig, PortInUse, StackError
-    from imgsearch_devkit.ops.api import ApiClientError
 
     started = time.monotonic()
     config = LocalStackConfig(
         aws_port=args.aws_port,
         api_port=args.api_port,
         schedule_seconds=args.schedule,
+        fresh=args.fresh,
+        state_file=args.state,
         model_uri=args.bundle,
         function_log=None if args.function_logs else FUNCTION_LOG,
     )
@@ -90,6 +119,8 @@ def run_up(args: argparse.Namespace) -> int:
         target = stack.start()
     except PortInUse as exc:
         return fail(str(exc.strerror))
+    except TargetError as exc:  # another live stack holds the state file
+        return fail(str(exc))
     except (StackError, OSError) as exc:
         return fail(f"the local stack did not start: {exc}")
     try:
@@ -98,6 +129,9 @@ def run_up(args: argparse.Namespace) -> int:
         _say(f"  bucket         s3://{target.bucket}/{target.image_prefix}")
         _say(f"  state file     {config.state_file}")
         _say(f"  function logs  {config.function_log or 'this terminal'}")
+        _say(f"  data           {_data_line(stack)}")
+        schedule = f"every {args.schedule:g} s" if args.schedule > 0 else "off (--no-schedule)"
+        _say(f"  index rebuild  {schedule}")
         _say(f"  up in {time.monotonic() - started:.1f} s")
         if not args.no_demo:
             run_demo(stack)
@@ -108,10 +142,18 @@ def run_up(args: argparse.Namespace) -> int:
             f"{target.aws_endpoint} s3 cp PHOTO s3://{target.bucket}/{target.image_prefix}"
         )
         _say("  then:         imgsearch pipeline run --wait   ·   imgsearch stats")
+        _say(
+            f'  the CLI:      export PATH="{Path(sys.executable).parent}:$PATH" '
+            f"{STATE_VARIABLE}={config.state_file.resolve()}   (from any folder)"
+        )
+        _say(
+            "  the AWS CLI:  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
+            f"AWS_DEFAULT_REGION={target.region}"
+        )
         stack.serve_forever()
     except KeyboardInterrupt:
         _say("\nimgsearch: stopping ...")
-    except (StackError, ApiClientError) as exc:
+    except (StackError, ClientError) as exc:
         return fail(str(exc))
     finally:
         stack.stop()
@@ -119,22 +161,40 @@ def run_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_line(stack: LocalStack) -> str:
+    folder = stack.config.data_folder
+    restored = stack.restored
+    if not stack.config.keep_data:
+        return "in memory only: lost at Ctrl-C"
+    if restored.empty:
+        return f"new, kept in {folder} at Ctrl-C (--fresh starts over)"
+    return (
+        f"restored from {folder}: {restored.objects} objects, {restored.items} table items "
+        "(--fresh starts over)"
+    )
+
+
 def run_demo(stack: LocalStack) -> None:
     from imgsearch_devkit.local.demo import (
         DEMO_FOLDER,
-        EXAMPLE_QUERIES,
         demo_images,
         golden_jsonl,
-        relevant_to,
         write_demo_folder,
     )
     from imgsearch_devkit.local.stack import StackError
-    from imgsearch_devkit.ops.api import ApiClient
     from imgsearch_devkit.ops.stats import collect, count_table
     from imgsearch_devkit.ops.upload import plan_uploads, upload
 
     target = stack.require_target()
     images = demo_images()
+    api = target.api()
+    serving = api.version().index_version
+    if serving and not stack.restored.empty:
+        # A restored stack already holds the demo (or the user's own) images and an index.
+        _say()
+        _say(f"restored: serving index {serving} (`imgsearch local up --fresh` starts over)")
+        show_examples(api, images, target.image_prefix)
+        return
     with tempfile.TemporaryDirectory(prefix="imgsearch-demo-") as folder:
         plan = plan_uploads(
             [write_demo_folder(images, Path(folder))], target.image_prefix + DEMO_FOLDER
@@ -180,23 +240,28 @@ def run_demo(stack: LocalStack) -> None:
         f"{time.monotonic() - began:.1f} s; {figures}"
     )
 
-    api = ApiClient(target.api_url)
     api.wait_for_version(publish["version"])
+    show_examples(api, images, target.image_prefix)
+
+
+def show_examples(api: Client, images: list[DemoImage], image_prefix: str) -> None:
+    from imgsearch_devkit.local.demo import EXAMPLE_QUERIES, relevant_to
+
     _say()
     _say("example queries (top 3; + = the image shows what the query says):")
     first_key = ""
     for query in EXAMPLE_QUERIES:
-        results = api.search(query, k=3)["results"]
+        results = api.search(query, k=3).results
         _say(f'  "{query}"')
         for hit in results:
             mark = {True: "+", False: "-", None: " "}[
-                relevant_to(query, hit["key"], images, target.image_prefix)
+                relevant_to(query, hit.key, images, image_prefix)
             ]
-            _say(f"    {mark} {hit['score']:.3f}  {hit['key']}")
-        first_key = first_key or (results[0]["key"] if results else "")
+            _say(f"    {mark} {hit.score:.3f}  {hit.key}")
+        first_key = first_key or (results[0].key if results else "")
     if first_key:
         _say(f"  more like {first_key!r}:")
-        similar = [h for h in api.similar(first_key, k=4)["results"] if h["key"] != first_key]
+        similar = [h for h in api.similar(first_key, k=4).results if h.key != first_key]
         for hit in similar[:3]:
-            _say(f"      {hit['score']:.3f}  {hit['key']}")
+            _say(f"      {hit.score:.3f}  {hit.key}")
     sys.stdout.flush()

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from imgsearch_devkit.cli.common import BundleError, fail, load_model, print_json
+from imgsearch_devkit.cli.common import (
+    BundleError,
+    add_json_argument,
+    command_group,
+    fail,
+    load_model,
+    print_json,
+)
 from imgsearch_devkit.demo.model_eval import DEFAULT_IMAGES, EVAL_SEED, evaluate_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("model", help="inspect and evaluate model bundles")
-    commands = parser.add_subparsers(dest="model_command", metavar="COMMAND", required=True)
+    commands = command_group(subparsers, "model", help="inspect and evaluate model bundles")
     info = commands.add_parser("info", help="print a bundle's manifest after verifying it")
     info.add_argument("bundle", nargs="?", help="bundle folder or s3:// prefix (default: demo)")
+    add_json_argument(info, always=True)
     info.set_defaults(func=run_info)
     evaluate = commands.add_parser(
         "eval",
@@ -35,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"scene seed; the default {EVAL_SEED} is never used in training",
     )
     evaluate.add_argument("--k", type=int, default=10, help="cut-off for precision/recall/nDCG")
+    add_json_argument(evaluate, always=True)
     evaluate.set_defaults(func=run_eval)
 
 

@@ -16,31 +16,36 @@ from botocore.exceptions import BotoCoreError, ClientError
 from imgsearch.catalog.report import read_report
 from imgsearch.pipeline.contracts import FailureReport, RunState, SkippedRun
 from imgsearch.pipeline.failure import failure_key
-from imgsearch_devkit.cli.common import fail, print_json
-from imgsearch_devkit.cli.target import add_target_arguments, resolve_target
+from imgsearch_devkit.cli.common import (
+    command_group,
+    fail,
+    print_json,
+    stack_command,
+    wait_until_served,
+)
+from imgsearch_devkit.cli.target import resolve_target
 from imgsearch_devkit.target import Target, TargetError
 
 POLL_SECONDS = 1.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("pipeline", help="run the index pipeline, see past runs")
-    commands = parser.add_subparsers(dest="pipeline_command", metavar="COMMAND", required=True)
-    run = commands.add_parser(
+    commands = command_group(subparsers, "pipeline", help="run the index pipeline, see past runs")
+    run = stack_command(
+        commands,
         "run",
+        func=run_pipeline,
+        json_help="print one JSON object (with --wait: the states, outcome, version served)",
         help="start a rebuild (Snapshot, Build, Validate, Gate, Publish)",
         description="Start an execution of the index pipeline. With --wait, print each state "
         "as it finishes and the final report; the exit status is 1 when the run fails.",
     )
     run.add_argument("--force", action="store_true", help="rebuild even if no embedding changed")
     run.add_argument("--wait", action="store_true", help="follow the run until it ends")
-    add_target_arguments(run)
-    run.set_defaults(func=run_pipeline)
-    history = commands.add_parser("history", help="recent runs: status, duration, failing step")
+    history = stack_command(
+        commands, "history", func=run_history, help="recent runs: status, duration, failing step"
+    )
     history.add_argument("--max", type=int, default=10, help="how many runs (default 10)")
-    history.add_argument("--json", action="store_true", help="print one JSON object")
-    add_target_arguments(history)
-    history.set_defaults(func=run_history)
 
 
 def _state_machine(target: Target) -> str:
@@ -62,6 +67,9 @@ def state_events(sfn: Any, execution: str) -> Iterator[dict[str, Any]]:
     entered: dict[str, datetime] = {}
     failed: set[str] = set()
     while True:
+        # The status first, then the history: a run that ended before the history was read has
+        # all its events in it, so the last states are never missed.
+        described = sfn.describe_execution(executionArn=execution)
         events = []
         for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution):
             events.extend(page["events"])
@@ -81,7 +89,6 @@ def state_events(sfn: Any, execution: str) -> Iterator[dict[str, Any]]:
                     "retried_or_caught": name in failed,
                 }
         seen = len(events)
-        described = sfn.describe_execution(executionArn=execution)
         if described["status"] != "RUNNING":
             yield {"end": described}
             return
@@ -91,7 +98,10 @@ def state_events(sfn: Any, execution: str) -> Iterator[dict[str, Any]]:
 def _summary(target: Target, output: dict[str, Any]) -> str:
     """What a succeeded run did: its output is a ``SkippedRun`` or the final ``RunState``."""
     if output.get("status") == "skipped":
-        return f"skipped: {SkippedRun.parse(output).reason}"
+        return (
+            f"skipped: {SkippedRun.parse(output).reason}\n"
+            "  `imgsearch pipeline run --force` rebuilds anyway"
+        )
     published = RunState.parse(output).publish
     version = published.version if published else ""
     settings = target.settings()
@@ -102,6 +112,12 @@ def _summary(target: Target, output: dict[str, Any]) -> str:
         lines.extend(f"  {name:<22} {value}" for name, value in report.headline.items())
         lines.append(f"  images {report.build.count}, build {report.build.build_seconds} s")
     return "\n".join(lines)
+
+
+def _follow(target: Target) -> str:
+    """Where to watch a run: the console only exists for a deployed stack."""
+    console = "" if target.aws_endpoint else ", or in the Step Functions console"
+    return f"follow it with `imgsearch pipeline history`{console} (--wait follows it here)"
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
@@ -118,22 +134,48 @@ def run_pipeline(args: argparse.Namespace) -> int:
     except (BotoCoreError, ClientError) as exc:
         return fail(f"cannot start the pipeline: {exc}")
     execution = started["executionArn"]
-    print(f"started {execution}")
+    result: dict[str, Any] = {"execution": execution, "status": "RUNNING"}
     if not args.wait:
-        print("follow it with: imgsearch pipeline history, or the Step Functions console")
+        if args.json:
+            print_json(result)
+        else:
+            print(f"started {execution}")
+            print(_follow(target))
         return 0
+    if not args.json:
+        print(f"started {execution}")
+    states: list[dict[str, Any]] = []
     try:
         for event in state_events(sfn, execution):
             if "end" in event:
                 end = event["end"]
                 break
-            mark = "!" if event["retried_or_caught"] else "ok"
-            print(f"  {mark:<2} {event['state']:<16} {event['seconds']:7.1f} s", flush=True)
+            states.append(event)
+            if not args.json:
+                mark = "!" if event["retried_or_caught"] else "ok"
+                print(f"  {mark:<2} {event['state']:<16} {event['seconds']:7.1f} s", flush=True)
+        output = json.loads(end.get("output") or "{}")
+        result.update(status=end["status"], states=states, output=output)
         if end["status"] == "SUCCEEDED":
-            print(_summary(target, json.loads(end.get("output") or "{}")))
+            skipped = output.get("status") == "skipped"
+            published = None if skipped else RunState.parse(output).publish
+            if not args.json:
+                print(_summary(target, output))
+            if published is not None:
+                result["served_after_seconds"] = wait_until_served(
+                    target, published.version, quiet=args.json
+                )
+            if skipped:
+                result["status"] = "SKIPPED"
+            if args.json:
+                print_json(result)
             return 0
     except (BotoCoreError, ClientError) as exc:
         return fail(f"lost track of {execution}: {exc}")
+    result.update(error=end.get("error", ""), cause=end.get("cause", ""))
+    if args.json:
+        print_json(result)
+        return 1
     print(f"{end['status']}: {end.get('error', '')}", file=sys.stderr)
     if end.get("cause"):
         print(f"  {end['cause']}", file=sys.stderr)
@@ -171,10 +213,13 @@ def run_history(args: argparse.Namespace) -> int:
                 "failed_step": "",
                 "error": "",
             }
-            if execution["status"] == "FAILED":
+            if execution["status"] in ("FAILED", "SUCCEEDED"):
                 described = sfn.describe_execution(executionArn=execution["executionArn"])
-                row["error"] = described.get("error", "")
-                row["failed_step"] = _failed_step(target, execution["name"])
+                if execution["status"] == "FAILED":
+                    row["error"] = described.get("error", "")
+                    row["failed_step"] = _failed_step(target, execution["name"])
+                elif json.loads(described.get("output") or "{}").get("status") == "skipped":
+                    row["status"] = "SKIPPED"  # nothing changed: not a publish
             rows.append(row)
     except TargetError as exc:
         return fail(str(exc))

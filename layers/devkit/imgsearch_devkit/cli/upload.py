@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
-from imgsearch_devkit.cli.common import fail, print_json
-from imgsearch_devkit.cli.target import add_target_arguments, resolve_target
+from imgsearch_devkit.cli.common import fail, print_json, stack_command
+from imgsearch_devkit.cli.target import resolve_target
 from imgsearch_devkit.ops.upload import plan_uploads, upload
 from imgsearch_devkit.target import TargetError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = stack_command(
+        subparsers,
         "upload",
+        func=run,
+        json_help="print the bucket, uploaded keys and skipped files",
         help="upload image files or folders to the stack's image prefix",
         description=(
             "Upload image files (folders are walked; their files keep their relative paths) to "
@@ -25,9 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    parser.add_argument("--json", action="store_true", help="print the uploaded keys as JSON")
-    add_target_arguments(parser)
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     except (TargetError, FileNotFoundError) as exc:
         return fail(str(exc))
     for path in plan.skipped:
-        print(f"skipped (not an image file): {path}")
+        # stderr with --json: stdout is the JSON document alone.
+        print(f"skipped (not an image file): {path}", file=sys.stderr if args.json else sys.stdout)
     if not plan.items:
         return fail("no image files to upload")
     try:
@@ -50,7 +52,13 @@ def run(args: argparse.Namespace) -> int:
     except (BotoCoreError, ClientError, OSError) as exc:
         return fail(f"upload failed: {exc}")
     if args.json:
-        print_json({"bucket": target.bucket, "keys": [item.key for item in plan.items]})
+        print_json(
+            {
+                "bucket": target.bucket,
+                "keys": [item.key for item in plan.items],
+                "skipped": [str(path) for path in plan.skipped],
+            }
+        )
     else:
         print(f"uploaded {count} image(s) to s3://{target.bucket}/{target.image_prefix}")
     return 0

@@ -48,9 +48,20 @@ class ThreadRoutedStream:
         return getattr(self.console, name)
 
 
+KEEP_BYTES = 20 * 1024 * 1024
+"""A log past this size is moved to ``<name>.1`` (replacing the older one) when a stack starts:
+two runs' worth at most, instead of every run since the first."""
+
+
+def rotate(path: Path, keep_bytes: int = KEEP_BYTES) -> None:
+    if path.is_file() and path.stat().st_size > keep_bytes:
+        path.replace(path.with_name(path.name + ".1"))
+
+
 @contextmanager
 def routed_function_output(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
+    rotate(path)
     with path.open("a", encoding="utf-8") as log:
         console = sys.stdout
         sys.stdout = ThreadRoutedStream(console, log)  # type: ignore[assignment]

@@ -2,7 +2,11 @@
 
 Each request becomes the event an HTTP API ``$default`` route with a Lambda proxy integration
 (payload format 2.0) would send, and the handler's result becomes the response as API Gateway
-would shape it (a dict with ``statusCode``, or any other JSON value as a 200 JSON body)::
+would shape it (a dict with ``statusCode``, or any other JSON value as a 200 JSON body). What
+API Gateway and Lambda refuse before the function runs is refused here too, as JSON in the
+query API's error envelope: a bad ``Content-Length`` (400), a method an HTTP API does not route
+(405), and a body over API Gateway's 10 MB or an event over Lambda's 6 MiB (413; the query
+function's own, smaller upload limit then answers for everything that fits)::
 
     server = ApiServer(query_handler, port=3000)   # port 0 picks a free port
     server.start()
@@ -20,10 +24,12 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from imgsearch.query.errors import ApiError, BadRequest, MethodNotAllowed, PayloadTooLarge
 from imgsearch_devkit.local.lambda_context import LambdaContext
 
 logger = logging.getLogger(__name__)
@@ -31,7 +37,11 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any], Any], Any]
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
-"""Lambda's synchronous invocation payload limit (API Gateway's own is 10 MB)."""
+"""Lambda's synchronous invocation payload limit (6,291,456 bytes), for the whole event."""
+MAX_BODY_BYTES = 10 * 1024 * 1024
+"""API Gateway's own request body limit: a longer body is refused unread."""
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+"""The methods an HTTP API routes (``ANY``); others never reach the function."""
 
 TEXT_TYPES = (
     "text/",
@@ -110,6 +120,25 @@ def build_event(
     return event
 
 
+def event_too_large(event: dict[str, Any]) -> PayloadTooLarge | None:
+    """Lambda's refusal of an event over its payload limit, or None."""
+    size = len(json.dumps(event, separators=(",", ":")).encode("utf-8"))
+    if size <= MAX_PAYLOAD_BYTES:
+        return None
+    return PayloadTooLarge(
+        f"the request makes a {size}-byte Lambda event; the limit is {MAX_PAYLOAD_BYTES}"
+        " (binary bodies arrive base64-encoded, 4/3 larger)",
+        limit=MAX_PAYLOAD_BYTES,
+    )
+
+
+def error_response(error: ApiError) -> tuple[int, list[tuple[str, str]], bytes]:
+    headers = [("content-type", "application/json")]
+    if isinstance(error, MethodNotAllowed):
+        headers.append(("allow", ", ".join(error.allow)))
+    return int(error.status), headers, json.dumps(error.body()).encode()
+
+
 def shape_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     """Status, headers and body API Gateway would send for a handler's result."""
     if not (isinstance(result, dict) and "statusCode" in result):
@@ -182,12 +211,19 @@ class ApiServer:
 
             def _handle(self) -> None:
                 started = time.perf_counter()
-                length = int(self.headers.get("content-length") or 0)
-                if length > MAX_PAYLOAD_BYTES:
-                    self._send(
-                        413,
-                        [("content-type", "application/json")],
-                        b'{"message":"Request Entity Too Large"}',
+                raw_length = (self.headers.get("content-length") or "0").strip()
+                if not raw_length.isdigit():
+                    self.close_connection = True  # where the body ends is unknown
+                    self._refuse(BadRequest("Content-Length must be a non-negative integer"))
+                    return
+                length = int(raw_length)
+                if length > MAX_BODY_BYTES:
+                    self.close_connection = True  # the body is left unread
+                    self._refuse(
+                        PayloadTooLarge(
+                            f"the body is {length} bytes; the limit is {MAX_BODY_BYTES}",
+                            limit=MAX_BODY_BYTES,
+                        )
                     )
                     return
                 body = self.rfile.read(length) if length else b""
@@ -199,7 +235,10 @@ class ApiServer:
                     source_ip=self.client_address[0],
                     host=self.headers.get("host", "127.0.0.1").split(":")[0],
                 )
-                status, headers, payload = server.invoke(event)
+                refusal = event_too_large(event)
+                status, headers, payload = (
+                    error_response(refusal) if refusal else server.invoke(event)
+                )
                 self._send(status, headers, payload)
                 logger.info(
                     "%s %s -> %d in %.1f ms",
@@ -209,14 +248,41 @@ class ApiServer:
                     (time.perf_counter() - started) * 1000,
                 )
 
+            def _refuse(self, error: ApiError) -> None:
+                self._send(*error_response(error))
+
+            def _unrouted_method(self) -> None:
+                self.close_connection = True  # any body is left unread
+                self._refuse(
+                    MethodNotAllowed(f"an HTTP API does not route {self.command}", list(METHODS))
+                )
+
+            def __getattr__(self, name: str) -> Any:
+                # http.server answers a method without a do_ handler with an HTML 501.
+                if name.startswith("do_"):
+                    return self._unrouted_method
+                raise AttributeError(name)
+
+            def send_error(
+                self, code: int, message: str | None = None, explain: str | None = None
+            ) -> None:
+                # What http.server refuses itself (a bad request line, too long a URI or
+                # header): JSON, as API Gateway answers, instead of its HTML page.
+                self.close_connection = True
+                text = message or HTTPStatus(code).phrase
+                body = {"status": code, "error": "bad_request", "message": text}
+                self._send(code, [("content-type", "application/json")], json.dumps(body).encode())
+
             def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
                 self.send_response(status)
                 for name, value in headers:
                     if name.lower() not in ("content-length", "connection"):
                         self.send_header(name, value)
                 self.send_header("content-length", str(len(body)))
+                if self.close_connection:
+                    self.send_header("connection", "close")
                 self.end_headers()
-                if self.command != "HEAD":
+                if getattr(self, "command", None) != "HEAD":
                     self.wfile.write(body)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle

@@ -34,8 +34,10 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
-from imgsearch.core.aws import LOCAL_CREDENTIALS, Clients
+from imgsearch.catalog.layout import CURRENT_FILE
+from imgsearch.core.aws import LOCAL_CREDENTIALS, Clients, is_not_found
 from imgsearch.core.config import Settings
 from imgsearch_devkit.local.function_logs import routed_function_output
 from imgsearch_devkit.local.http_adapter import ApiServer
@@ -46,6 +48,7 @@ from imgsearch_devkit.local.lambda_dispatch import (
     load_handler,
 )
 from imgsearch_devkit.local.moto_fixes import moto_fixes
+from imgsearch_devkit.local.persistence import Counts, DataFolder, StackData
 from imgsearch_devkit.local.resources import (
     FunctionSpec,
     LocalResources,
@@ -56,12 +59,14 @@ from imgsearch_devkit.local.sqs_worker import SqsEventSourceMapping
 from imgsearch_devkit.local.template import load_template
 from imgsearch_devkit.ops.stats import queue_depth
 from imgsearch_devkit.project import project_root
-from imgsearch_devkit.target import LOCAL_STATE_FILE, Target
+from imgsearch_devkit.target import LOCAL_STATE_FILE, Target, claim_state_file
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_STACK_NAME = "imgsearch-local"
 DEFAULT_PARAMETERS = {"Stage": "local"}
+POINTER_POLL_SECONDS = 0.25
+"""How often the local stack looks at ``current.json`` on the query function's behalf."""
 SCHEDULE_INPUT = '{"trigger": "schedule"}'
 """What the template's EventBridge schedule sends (``IndexPipeline.Events.Rebuild.Input``)."""
 
@@ -101,6 +106,28 @@ class LocalStackConfig:
     """A model bundle for every function instead of the template's (empty: the demo bundle)."""
     poll_wait_seconds: int = 2
     """The event source mapping's long-poll wait (Lambda uses 20 s; shorter stops faster)."""
+    data_dir: Path | None = None
+    """Where the stack's data is kept between runs (``None``: ``data/`` beside the state file)."""
+    keep_data: bool = True
+    """Restore the data folder at start and save into it at stop (False: memory only)."""
+    fresh: bool = False
+    """Delete the data folder first: start empty."""
+
+    @classmethod
+    def in_folder(cls, folder: Path, **changes: Any) -> LocalStackConfig:
+        """A stack of its own for a test or a benchmark: free ports, its state file, function
+        log and data all inside ``folder``."""
+        return cls(
+            aws_port=0,
+            api_port=0,
+            state_file=folder / ".imgsearch" / "local.json",
+            function_log=folder / "functions.log",
+            **changes,
+        )
+
+    @property
+    def data_folder(self) -> Path:
+        return self.data_dir or self.state_file.parent / "data"
 
 
 class _MotoServer:
@@ -162,6 +189,8 @@ class LocalStack:
         self._stop = threading.Event()
         self._cache_dir: Path | None = None
         self._clients: Clients | None = None
+        self.restored = Counts()
+        """What the data folder gave back at start (all zero: a fresh stack)."""
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalStack:
@@ -172,6 +201,8 @@ class LocalStack:
         self.stop()
 
     def start(self) -> Target:
+        # Before anything starts: another live stack's state file is not ours to replace.
+        claim_state_file(self.config.state_file)
         try:
             return self._start()
         except BaseException:
@@ -194,6 +225,9 @@ class LocalStack:
         except (OSError, SystemExit) as exc:
             raise StackError(f"the moto server did not start on port {config.aws_port}") from exc
         self._exit.callback(moto.stop)
+        # moto's backends outlive its server: forget this stack's resources when it stops, so a
+        # later stack in the same process starts from its data folder, not from leftovers.
+        self._exit.callback(_reset_moto)
         # moto's backends (and its MOTO_PORT setting) are process-wide.
         if not _one_per_process.acquire(blocking=False):
             raise StackError("a local stack is already running in this process")
@@ -214,12 +248,13 @@ class LocalStack:
 
         clients = {
             name: self._client(name, endpoint)
-            for name in ("s3", "sqs", "cloudformation", "stepfunctions")
+            for name in ("s3", "sqs", "dynamodb", "cloudformation", "stepfunctions")
         }
         resources = create_resources(
             clients, template, config.stack_name, config.region, config.parameters
         )
         self.resources = resources
+        self.restored = self._restore_data(clients, resources)
 
         handlers = self._build_handlers(resources)
         routes = {
@@ -248,6 +283,7 @@ class LocalStack:
 
         query = resources.functions[resources.api_function]
         self.api.handler = handlers[query.logical_id]
+        self._watch_serving_pointer(clients["s3"], handlers[query.logical_id], query)
         self.api.function_name = query.name
         self.api.timeout_seconds = query.timeout
         self.api.start()
@@ -264,6 +300,7 @@ class LocalStack:
             api_url=self.api.url,
             aws_endpoint=endpoint,
             stack=config.stack_name,
+            schedule_seconds=config.schedule_seconds,
         )
         if config.schedule_seconds > 0:
             self._start_schedule(config.schedule_seconds)
@@ -349,6 +386,68 @@ class LocalStack:
             config=Config(retries={"max_attempts": 3, "mode": "standard"}),
         )
 
+    def _restore_data(self, clients: dict[str, Any], resources: LocalResources) -> Counts:
+        """Put back what the last run saved (before the handlers are built, so the query
+        function serves the restored index at once), and save again at stop."""
+        config = self.config
+        if not config.keep_data:
+            return Counts()
+        data = StackData(
+            s3=clients["s3"],
+            dynamodb=clients["dynamodb"],
+            sqs=clients["sqs"],
+            bucket=resources.bucket,
+            table=resources.table,
+            queues={"ingest": resources.queue_url, "dlq": resources.dlq_url},
+        )
+        folder = DataFolder(config.data_folder)
+        if config.fresh:
+            folder.clear()
+        restored = folder.restore(data)
+        # Registered only once the restore succeeded: a failed one never overwrites the data.
+        self._exit.callback(self._save_data, folder, data)
+        return restored
+
+    def _save_data(self, folder: DataFolder, data: StackData) -> None:
+        saved = folder.save(data)
+        logger.info(
+            "local stack data saved to %s: %d objects, %d items, %d messages",
+            folder.folder,
+            saved.objects,
+            saved.items,
+            saved.messages,
+        )
+
+    def _watch_serving_pointer(self, s3: Any, query_handler: Handler, spec: FunctionSpec) -> None:
+        """Tell the query function as soon as ``current.json`` changes, so a publish or a
+        rollback serves at once (on AWS it looks every ``IMGSEARCH_INDEX_REFRESH_SECONDS``)."""
+        settings = self._function_settings(spec)
+        key = settings.index.prefix + CURRENT_FILE
+        service = query_handler.api.service  # type: ignore[attr-defined]
+
+        def etag() -> str:
+            try:
+                return s3.head_object(Bucket=settings.bucket, Key=key)["ETag"]
+            except ClientError as exc:
+                if is_not_found(exc):
+                    return ""
+                raise
+
+        def watch() -> None:
+            seen = etag()
+            while not self._stop.wait(POINTER_POLL_SECONDS):
+                try:
+                    latest = etag()
+                    if latest != seen:
+                        seen = latest
+                        service.refresh_now()
+                except Exception:  # the API keeps its own schedule; never kill the stack
+                    logger.exception("could not check %s for the query function", key)
+
+        thread = threading.Thread(target=watch, name="imgsearch-serving-pointer", daemon=True)
+        thread.start()
+        self._exit.callback(thread.join, 5)
+
     def _start_schedule(self, seconds: float) -> None:
         def tick() -> None:
             while not self._stop.wait(seconds):
@@ -364,6 +463,7 @@ class LocalStack:
 
     def _write_state_file(self, target: Target) -> None:
         path = self.config.state_file
+        claim_state_file(path, target)  # a stack that started since start() checked
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp")
         temporary.write_text(target.to_json() + "\n", encoding="utf-8")
@@ -420,6 +520,12 @@ class LocalStack:
 
 def _unavailable(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"statusCode": 503, "body": json.dumps({"message": "starting"})}
+
+
+def _reset_moto() -> None:
+    from moto.moto_api._internal.models import moto_api_backend
+
+    moto_api_backend.reset()
 
 
 def _remove_state_file(path: Path, written: str) -> None:

@@ -156,6 +156,8 @@ def attributes_of(kind: str, ref: str, region: str) -> dict[str, str]:
         return {"Arn": f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/{ref}"}
     if kind == "AWS::Logs::LogGroup":
         return {"Arn": arn.format("logs", f"log-group:{ref}:*")}
+    if kind == "AWS::KMS::Key":
+        return {"Arn": arn.format("kms", f"key/{name}"), "KeyId": name}
     return {}
 
 

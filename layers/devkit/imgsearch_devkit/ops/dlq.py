@@ -1,18 +1,31 @@
 """``imgsearch dlq redrive``: move dead-lettered messages back to the ingest queue.
 
-SQS's own ``StartMessageMoveTask`` does the same on AWS, but moto does not implement it, and the
-receive / send / delete loop below behaves the same everywhere: a message is deleted from the DLQ
-only after its copy was accepted by the ingest queue, so nothing is lost (a crash in between
-leaves a duplicate, which the embed function's version-aware writes absorb)::
+On AWS, SQS moves them itself (``StartMessageMoveTask``, followed with
+``ListMessageMoveTasks``); moto does not implement that, so the local stack, and a redrive of
+at most ``limit`` messages (which a move task cannot do), use a receive / send / delete loop. A
+message is deleted from the DLQ only after the ingest queue accepted its copy, so nothing is
+lost (a crash in between leaves a duplicate, which the embed function's version-aware writes
+absorb)::
 
-    moved = redrive(sqs, dlq_url, queue_url)
+    moved = redrive_target(target, on_progress=lambda moved, total: ...)
+    moved = redrive(sqs, dlq_url, queue_url, limit=10)        # the loop
+    moved = move_task(sqs, dlq_url, queue_url)                # SQS's own move task
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
+from imgsearch.core.errors import ImgsearchError
+from imgsearch_devkit.ops.stats import queue_depth
+from imgsearch_devkit.target import Target
+
+Progress = Callable[[int, int | None], None]
+"""``on_progress(moved so far, how many to move (None: unknown))``."""
+
+MOVE_TASK_POLL_SECONDS = 2.0
 # Message attributes SQS returns that ``SendMessage`` accepts back as they are.
 _ATTRIBUTE_FIELDS = (
     "DataType",
@@ -23,15 +36,21 @@ _ATTRIBUTE_FIELDS = (
 )
 
 
+class RedriveError(ImgsearchError):
+    """The ingest queue refused messages, or SQS's move task failed."""
+
+
 def redrive(
     sqs: Any,
     dlq_url: str,
     queue_url: str,
     limit: int | None = None,
-    on_moved: Callable[[int], None] | None = None,
+    on_progress: Progress | None = None,
 ) -> int:
-    """Move up to ``limit`` messages (all when ``None``); returns how many moved."""
+    """Move up to ``limit`` messages (all when ``None``) one batch at a time; returns how many
+    moved."""
     moved = 0
+    total = limit if limit is not None else sum(queue_depth(sqs, dlq_url))
     while limit is None or moved < limit:
         want = 10 if limit is None else min(10, limit - moved)
         messages = sqs.receive_message(
@@ -64,12 +83,62 @@ def redrive(
         if done:
             sqs.delete_message_batch(QueueUrl=dlq_url, Entries=done)
         moved += len(done)
-        if on_moved:
-            on_moved(len(done))
+        if on_progress:
+            on_progress(moved, max(total, moved))
         if sent.get("Failed"):
             failure = sent["Failed"][0]
-            raise RuntimeError(
+            raise RedriveError(
                 f"the ingest queue refused {len(sent['Failed'])} message(s): "
                 f"{failure.get('Code')}: {failure.get('Message')}"
             )
     return moved
+
+
+def queue_arn(sqs: Any, url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+
+
+def move_task(
+    sqs: Any,
+    dlq_url: str,
+    queue_url: str,
+    on_progress: Progress | None = None,
+    poll_seconds: float = MOVE_TASK_POLL_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Start SQS's message move task from the DLQ to the ingest queue and follow it until it
+    ends; returns how many messages it moved. Raises ``RedriveError`` if it fails or is
+    cancelled."""
+    source = queue_arn(sqs, dlq_url)
+    sqs.start_message_move_task(SourceArn=source, DestinationArn=queue_arn(sqs, queue_url))
+    while True:
+        # The newest task of the source comes first; a finished one has no TaskHandle any more.
+        results = sqs.list_message_move_tasks(SourceArn=source, MaxResults=1)["Results"]
+        if not results:
+            raise RedriveError(f"SQS lists no message move task for {source}")
+        task = results[0]
+        moved = int(task.get("ApproximateNumberOfMessagesMoved", 0))
+        to_move = task.get("ApproximateNumberOfMessagesToMove")
+        if on_progress:
+            on_progress(moved, None if to_move is None else int(to_move))
+        status = task["Status"]
+        if status == "COMPLETED":
+            return moved
+        if status in ("FAILED", "CANCELLED", "CANCELLING"):
+            reason = task.get("FailureReason") or status.lower()
+            raise RedriveError(f"the message move task {status.lower()} after {moved}: {reason}")
+        sleep(poll_seconds)
+
+
+def redrive_target(
+    target: Target, limit: int | None = None, on_progress: Progress | None = None
+) -> int:
+    """Redrive ``target``'s DLQ: SQS's move task on AWS, the loop locally or with ``limit``."""
+    if not (target.dlq_url and target.queue_url):
+        raise RedriveError("the stack names no ingest queue or DLQ")
+    sqs = target.client("sqs")
+    if target.is_local or limit is not None:
+        return redrive(sqs, target.dlq_url, target.queue_url, limit=limit, on_progress=on_progress)
+    return move_task(sqs, target.dlq_url, target.queue_url, on_progress=on_progress)

@@ -9,14 +9,18 @@ the route functions and ``imgsearch.query.http.models``)::
     GET  /images/{key}/similar?k=&cursor=    more like a stored image
     GET  /health   GET /version   GET /      (the search page)           routes/meta.py
 
-Every error is JSON ``{"status", "error", "message", "details"?}`` with the right status; no
-input reaches a 500. ``QueryApi.handle`` resolves one event and records per-route metrics::
+Every error is JSON ``{"status", "error", "message", "details"?}`` with the right status; a
+known path asked with another method gets a 405 with ``Allow``; no input reaches a 500.
+``QueryApi.handle`` resolves one event and records per-route metrics::
 
     api = QueryApi(service, metrics)
     api.handle(event, context)      # the handler's whole body
 """
 
+import functools
+import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -25,7 +29,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
 
-from imgsearch.query.errors import ApiError, BadRequest, NotFound, Unprocessable
+from imgsearch.query.errors import ApiError, BadRequest, MethodNotAllowed, NotFound, Unprocessable
 from imgsearch.query.http.routes import meta, search
 from imgsearch.query.service import SearchService
 
@@ -37,16 +41,32 @@ OPENAPI_INFO = {
     "version": "1.0",
     "description": "Semantic image search: text, image and similar-image queries over S3 images.",
 }
-_MALFORMED = {"json_invalid", "missing", "string_unicode"}
-"""Validation error types that mean a malformed request (400) rather than a bad value (422)."""
+_MALFORMED = {
+    "json_invalid",
+    "missing",
+    "string_unicode",
+    "string_too_short",
+    "string_pattern_mismatch",
+}
+"""Validation error types that mean a malformed request (400) rather than a bad value (422):
+the last two are an empty ``q`` (``minLength`` 1, pattern ``\\S``)."""
+_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
 def _json_error(error: ApiError) -> Response:
+    headers = {"Allow": ", ".join(error.allow)} if isinstance(error, MethodNotAllowed) else None
     return Response(
         status_code=int(error.status),
         content_type=content_types.APPLICATION_JSON,
         body=error.body(),
+        headers=headers,
     )
+
+
+def _path_pattern(template: str) -> re.Pattern[str]:
+    """``/images/{key}/similar`` -> a pattern of the raw paths it matches."""
+    parts = re.split(r"(\{[^}]+\})", template)
+    return re.compile("".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts))
 
 
 class RouteMetrics:
@@ -113,6 +133,15 @@ def create_app(service: SearchService, stats: RouteMetrics | None = None) -> API
         body = app.get_openapi_json_schema(**OPENAPI_INFO)
         return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=body)
 
+    @functools.cache
+    def published_paths() -> list[tuple[re.Pattern[str], list[str]]]:
+        """Each published path and its methods, from the OpenAPI document (read once)."""
+        paths = json.loads(app.get_openapi_json_schema(**OPENAPI_INFO))["paths"]
+        return [
+            (_path_pattern(path), [m.upper() for m in _METHODS if m in item])
+            for path, item in paths.items()
+        ]
+
     app.include_router(meta.router(service))
     app.include_router(search.router(service, service.settings.api))
 
@@ -139,6 +168,15 @@ def create_app(service: SearchService, stats: RouteMetrics | None = None) -> API
     @app.not_found
     def not_found(_: NotFoundError) -> Response:
         event = app.current_event
+        for pattern, methods in published_paths():
+            if pattern.fullmatch(event.path):
+                return _json_error(
+                    MethodNotAllowed(
+                        f"{event.path} does not take {event.http_method}; it takes "
+                        + ", ".join(methods),
+                        allow=methods,
+                    )
+                )
         return _json_error(NotFound(f"no route {event.http_method} {event.path}"))
 
     @app.exception_handler(Exception)

@@ -1,10 +1,11 @@
 """The query API's request and response bodies: the contract the OpenAPI document publishes.
 
 Routes return these models and Powertools validates and serialises them; errors are
-``ErrorBody`` and each route lists the statuses it may answer with ``error_responses``. The
-models have no docstrings: pydantic would publish them in the OpenAPI document::
+``ErrorBody`` and each route lists its answer and the statuses it may refuse with in
+``responses``. The models have no docstrings: pydantic would publish them in the OpenAPI
+document::
 
-    @router.get("/health", responses=error_responses(HTTPStatus.SERVICE_UNAVAILABLE))
+    @router.get("/health", responses=responses(Health))
     def health() -> Health: ...
 """
 
@@ -63,12 +64,17 @@ class ImageUpload(BaseModel):
     image: str = Field(description="The image, base64 (a data: URL prefix is accepted)")
 
 
-def error_responses(*statuses: HTTPStatus) -> dict[int, Any]:
-    """The OpenAPI ``responses`` of a route that may refuse with ``statuses``."""
-    return {
-        int(status): {
-            "description": status.phrase,
-            "content": {content_types.APPLICATION_JSON: {"model": ErrorBody}},
+def responses(answer: type[BaseModel], *refusals: HTTPStatus) -> dict[int, Any]:
+    """The OpenAPI ``responses`` of a route that answers 200 with ``answer`` and may refuse
+    with ``refusals``. Every route may also answer 422 with ``ErrorBody`` (its parameters are
+    validated): stated here because Powertools would otherwise publish its own 422 body, which
+    the API never sends. Once a route states its responses, Powertools adds no 200 itself."""
+
+    def body(model: type[BaseModel], description: str) -> dict[str, Any]:
+        return {
+            "description": description,
+            "content": {content_types.APPLICATION_JSON: {"model": model}},
         }
-        for status in statuses
-    }
+
+    statuses = sorted({*refusals, HTTPStatus.UNPROCESSABLE_ENTITY})
+    return {200: body(answer, "OK")} | {int(s): body(ErrorBody, s.phrase) for s in statuses}

@@ -32,8 +32,10 @@ def read_upload(content_type: str, body: str | None, is_base64: bool, limit: int
         _check_size(len(text) // 4 * 3 - 1024, limit)  # the base64 inside inflates by 4/3
         try:
             document = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise BadRequest(f"the body is not valid JSON (at character {exc.pos})") from exc
+        except RecursionError as exc:
+            raise BadRequest("the JSON body is nested too deeply") from exc
         image = document.get("image") if isinstance(document, dict) else None
         if not isinstance(image, str):
             raise BadRequest('the JSON body must be an object with "image": a base64 string')
@@ -57,6 +59,6 @@ def _decode_base64(text: str, limit: int) -> bytes:
     try:
         data = base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise BadRequest(f"the image is not valid base64: {exc}") from exc
+        raise BadRequest("the image is not valid base64") from exc
     _check_size(len(data), limit)
     return data

@@ -10,7 +10,7 @@ from importlib import resources
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from imgsearch.query.http.models import Health, VersionResponse
+from imgsearch.query.http.models import Health, VersionResponse, responses
 from imgsearch.query.service import SearchService
 
 
@@ -24,12 +24,18 @@ def router(service: SearchService) -> APIGatewayHttpRouter:
         return Response(status_code=200, content_type="text/html; charset=utf-8", body=page_html)
 
     @router.get(
-        "/health", summary="Liveness and whether an index is loaded (no model or index work)"
+        "/health",
+        summary="Liveness and whether an index is loaded (no model or index work)",
+        responses=responses(Health),
     )
     def health() -> Health:
         return service.health()
 
-    @router.get("/version", summary="Model and index versions, with the index's headline figures")
+    @router.get(
+        "/version",
+        summary="Model and index versions, with the index's headline figures",
+        responses=responses(VersionResponse),
+    )
     def version_info() -> VersionResponse:
         return service.version()
 

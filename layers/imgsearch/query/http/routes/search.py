@@ -5,7 +5,9 @@
     GET  /images/{key}/similar?k=&cursor=    more like a stored image (key URL-encoded)
 
 Each route notes how many results it answered with under ``RESULTS`` in the routing context,
-where the route metrics read it (``imgsearch.query.http.api.RouteMetrics``).
+where the route metrics read it (``imgsearch.query.http.api.RouteMetrics``). The parameters
+arrive decoded; each route refuses a query string or key that was not UTF-8 (API Gateway
+would pass the replacement character on).
 """
 
 from http import HTTPStatus
@@ -19,7 +21,8 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from imgsearch.core.config import ApiSettings
 from imgsearch.query.cursor import MAX_CURSOR_LENGTH
 from imgsearch.query.engine import MAX_QUERY_CHARS
-from imgsearch.query.http.models import ImageUpload, SearchResponse, error_responses
+from imgsearch.query.errors import BadRequest
+from imgsearch.query.http.models import ImageUpload, SearchResponse, responses
 from imgsearch.query.http.uploads import read_upload
 from imgsearch.query.service import SearchService
 
@@ -33,6 +36,24 @@ CursorParam = Annotated[
 MinScore = Annotated[
     float | None, Query(ge=-1.0, le=1.0, description="Drop results scoring below this")
 ]
+QueryText = Annotated[
+    str,
+    Query(
+        min_length=1,
+        max_length=MAX_QUERY_CHARS,
+        pattern=r"\S",  # not only whitespace: that is an empty query (400)
+        description="What the images should show",
+    ),
+]
+
+
+def _unquote(raw: str, what: str) -> str:
+    """Percent-decoded ``raw``, refusing bytes that are not UTF-8 (``%FF``): decoded leniently
+    they become U+FFFD and would be searched."""
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"the {what} is not valid UTF-8 text") from exc
 
 
 def router(service: SearchService, settings: ApiSettings) -> APIGatewayHttpRouter:
@@ -46,21 +67,21 @@ def router(service: SearchService, settings: ApiSettings) -> APIGatewayHttpRoute
         router.append_context(**{RESULTS: len(response.results)})
         return response
 
+    def utf8_query() -> None:
+        _unquote(router.current_event.raw_query_string or "", "query string")
+
     @router.get(
         "/search",
         summary="Text to image search",
-        responses=error_responses(
-            HTTPStatus.BAD_REQUEST, HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.SERVICE_UNAVAILABLE
-        ),
+        responses=responses(SearchResponse, HTTPStatus.BAD_REQUEST, HTTPStatus.SERVICE_UNAVAILABLE),
     )
     def search_text(
-        q: Annotated[
-            str, Query(max_length=MAX_QUERY_CHARS, description="What the images should show")
-        ],
+        q: QueryText,
         k: K = settings.default_k,
         cursor: CursorParam = None,
         min_score: MinScore = None,
     ) -> SearchResponse:
+        utf8_query()
         return answered(service.text(q, k, cursor, min_score))
 
     @router.post(
@@ -70,11 +91,11 @@ def router(service: SearchService, settings: ApiSettings) -> APIGatewayHttpRoute
             "The image as the raw body with an `image/*` Content-Type, or as JSON "
             f'`{{"image": "<base64>"}}`; at most {settings.max_upload_bytes} bytes.'
         ),
-        responses=error_responses(
+        responses=responses(
+            SearchResponse,
             HTTPStatus.BAD_REQUEST,
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-            HTTPStatus.UNPROCESSABLE_ENTITY,
             HTTPStatus.SERVICE_UNAVAILABLE,
         ),
         # The body is read by hand (raw bytes or JSON), so its schema is stated here.
@@ -93,6 +114,7 @@ def router(service: SearchService, settings: ApiSettings) -> APIGatewayHttpRoute
         cursor: CursorParam = None,
         min_score: MinScore = None,
     ) -> SearchResponse:
+        utf8_query()
         event = router.current_event
         data = read_upload(
             event.headers.get("content-type") or "",
@@ -106,8 +128,11 @@ def router(service: SearchService, settings: ApiSettings) -> APIGatewayHttpRoute
         "/images/<key>/similar",
         summary="More like this image",
         description="`key` is the image's S3 key, URL-encoded (`/` as `%2F`).",
-        responses=error_responses(
-            HTTPStatus.NOT_FOUND, HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.SERVICE_UNAVAILABLE
+        responses=responses(
+            SearchResponse,
+            HTTPStatus.BAD_REQUEST,
+            HTTPStatus.NOT_FOUND,
+            HTTPStatus.SERVICE_UNAVAILABLE,
         ),
     )
     def search_similar(
@@ -116,6 +141,7 @@ def router(service: SearchService, settings: ApiSettings) -> APIGatewayHttpRoute
         cursor: CursorParam = None,
         min_score: MinScore = None,
     ) -> SearchResponse:
-        return answered(service.similar(unquote(key), k, cursor, min_score))
+        utf8_query()
+        return answered(service.similar(_unquote(key, "key"), k, cursor, min_score))
 
     return router
