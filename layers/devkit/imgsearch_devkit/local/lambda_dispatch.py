@@ -43,11 +43,9 @@ from typing import Any
 from imgsearch.core.aws import Clients
 from imgsearch.core.config import Settings
 from imgsearch_devkit.local.lambda_context import LambdaContext
+from imgsearch_devkit.project import project_root
 
 Handler = Callable[[dict[str, Any], Any], Any]
-
-FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
-"""``functions/`` of the source checkout: the image's task root holds its contents."""
 
 PIPELINE_HANDLERS: dict[str, str] = {
     "SnapshotFunction": "snapshot.app.handler",
@@ -79,13 +77,15 @@ def load_handler(
     spec: str,
     settings: Settings,
     clients: Clients | None = None,
-    functions_dir: Path = FUNCTIONS_DIR,
+    functions_dir: Path | None = None,
 ) -> Handler:
     """The handler ``spec`` (``<module>.app.handler``) names, built with ``settings``.
 
-    Imports ``<module>.app`` the way Lambda does, with ``functions/`` as task root, and calls its
-    ``build(settings, clients)``: nothing is read from the environment.
+    Imports ``<module>.app`` the way Lambda does, with ``functions/`` (default: the checkout's,
+    ``project_root()``) as task root, and calls its ``build(settings, clients)``: nothing is read
+    from the environment.
     """
+    functions_dir = functions_dir or project_root() / "functions"
     module_name = spec.rpartition(".")[0]
     if str(functions_dir) not in sys.path:
         sys.path.insert(0, str(functions_dir))
