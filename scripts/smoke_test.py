@@ -164,7 +164,10 @@ def smoke(args: argparse.Namespace) -> None:
 
     s3, dynamodb = session.client("s3"), session.client("dynamodb")
     sfn = session.client("stepfunctions")
-    bucket, table = outputs["BucketName"], outputs["TableName"]
+    # The images' bucket: the user's own with ExistingBucketName (the test image is put there
+    # and deleted again, as any upload would be), else the stack's.
+    bucket = outputs.get("ImageBucketName") or outputs["BucketName"]
+    table = outputs["TableName"]
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     key = f"{outputs.get('ImagePrefix', 'images/')}smoke-test/{run_id}.png"
     image = test_image()

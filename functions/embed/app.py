@@ -1,4 +1,4 @@
-"""Embed function: S3 notifications (through SQS) in, embeddings-table items out.
+"""Embed function: S3 events (notifications or EventBridge, through SQS) in, embeddings out.
 
 Handler ``embed.app.handler``; the SQS event source mapping must enable
 ``ReportBatchItemFailures``. All logic lives in ``imgsearch.ingest``.
@@ -33,8 +33,11 @@ def build(settings: Settings, clients: Clients | None = None) -> Handler:
         settings, s3=clients.s3, dynamodb=clients.dynamodb, logger=logger
     )
 
+    # Events name the bucket the images are in: the stack's own, or the user's (EventBridge).
+    images = settings.image_bucket or settings.bucket
+
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        report = ingestor.process(parse_batch(event, settings.image_prefix, settings.bucket))
+        report = ingestor.process(parse_batch(event, settings.image_prefix, images))
         log_batch(logger, report)
         publish_metrics(metrics, report)
 

@@ -9,7 +9,8 @@ botocore operation missing from it fails the test, so a new kind of call is neve
 ignored.
 
 The template's side is the roles SAM makes of it (``<Function>Role``), resolved with the
-parameters at their defaults and again with a ``ModelBundleUri``::
+parameters at their defaults, again with a ``ModelBundleUri`` and again with an
+``ExistingBucketName`` (the images in a bucket the stack only reads)::
 
     use = code_use("embed")          # what functions/embed/app.py can reach
     use.calls                        # [Call("get_object", "imgsearch.ingest.pipeline:..."), ...]
@@ -87,6 +88,8 @@ MISSING_IS_404 = "s3:ListBucket"
 ListBucket on the key: without it S3 answers 403 AccessDenied, not 404 NoSuchKey."""
 
 MODEL_BUNDLE = "s3://model-bundles-example/clip-b32/"
+EXISTING_BUCKET = "photos-example"
+VARIANTS = ["defaults", "model bundle", "existing bucket"]
 
 
 # ---------------------------------------------------------------- the code's side
@@ -452,6 +455,9 @@ def stacks() -> dict[str, StackTemplate]:
         "model bundle": StackTemplate(
             template, STACK_NAME, REGION, {"ModelBundleUri": MODEL_BUNDLE}
         ),
+        "existing bucket": StackTemplate(
+            template, STACK_NAME, REGION, {"ExistingBucketName": EXISTING_BUCKET}
+        ),
     }
 
 
@@ -468,7 +474,8 @@ def role_statements(stack: StackTemplate, function: str) -> list[dict[str, Any]]
         if policy is None:  # Fn::If ... AWS::NoValue
             continue
         for statement in as_list(policy["PolicyDocument"]["Statement"]):
-            statements.append(statement)
+            if statement is not None:  # a statement's own Fn::If ... AWS::NoValue
+                statements.append(statement)
     return statements
 
 
@@ -513,7 +520,7 @@ def test_every_aws_call_is_a_known_operation(function):
     assert not use.unknown, "\n".join(use.unknown)
 
 
-@pytest.mark.parametrize("variant", ["defaults", "model bundle"])
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("function", FUNCTION_NAMES)
 def test_role_grants_exactly_the_actions_the_code_calls(function, variant):
     use = code_use(function_handlers()[function])
@@ -536,6 +543,9 @@ def resources_of(statement: dict[str, Any]) -> list[str]:
 BUCKET_ARN = f"arn:aws:s3:::imgsearch-dev-123456789012-{REGION}"
 TABLE_ARN = f"arn:aws:dynamodb:{REGION}:123456789012:table/{STACK_NAME}-EmbeddingsTable"
 BUNDLE_ARN = "arn:aws:s3:::model-bundles-example/clip-b32/*"
+EXISTING_ARN = f"arn:aws:s3:::{EXISTING_BUCKET}"
+IMAGE_KEYS = "images/"
+"""Grants under this prefix are on the images: with ExistingBucketName, in that bucket."""
 
 S3_GRANTS: dict[str, dict[str, set[str]]] = {
     # function -> S3 action -> the object ARNs (ListBucket: the s3:prefix values) it needs,
@@ -577,25 +587,51 @@ S3_GRANTS: dict[str, dict[str, set[str]]] = {
     "ReportFailureFunction": {
         "s3:PutObject": {"indexes/failures/*"},
     },
+    "BackfillListFunction": {
+        "s3:GetObject": {"indexes/current.json"},
+        "s3:PutObject": {"backfill/*/chunks/*", "backfill/*/chunks.json"},
+        "s3:ListBucket": {"images/*", "indexes/current.json"},
+    },
+    "BackfillChunkFunction": {
+        "s3:GetObject": {"images/*", "backfill/*/chunks/*", "indexes/current.json"},
+        "s3:GetObjectVersion": {"images/*"},
+        "s3:PutObject": {"backfill/*/results/*"},
+        "s3:ListBucket": {"images/*", "backfill/*", "indexes/current.json"},
+    },
+    "BackfillReportFunction": {
+        "s3:GetObject": {"backfill/*"},
+        "s3:PutObject": {"backfill/*/report.json"},
+        "s3:ListBucket": {"backfill/*"},
+    },
 }
-LOADS_MODEL = {"EmbedFunction", "QueryFunction", "SnapshotFunction", "ValidateIndexFunction"}
+LOADS_MODEL = {
+    "EmbedFunction",
+    "QueryFunction",
+    "SnapshotFunction",
+    "ValidateIndexFunction",
+    "BackfillListFunction",
+    "BackfillChunkFunction",
+}
 
 
 def s3_grants(statements: list[dict[str, Any]]) -> dict[str, set[str]]:
     """S3 action -> object keys (under the stack's bucket) or s3:prefix values it is granted on;
-    a grant on another bucket keeps its ARN."""
+    a grant on another bucket keeps its ARN (ListBucket: ``<bucket ARN>/<s3:prefix>``)."""
     grants: dict[str, set[str]] = {}
     for statement in statements:
         for action in as_list(statement["Action"]):
             if not action.startswith("s3:"):
                 continue
             if action == "s3:ListBucket":
-                assert resources_of(statement) == [BUCKET_ARN], statement
+                (bucket,) = resources_of(statement)
+                assert bucket in (BUCKET_ARN, EXISTING_ARN), statement
                 condition = statement.get("Condition") or {}
                 assert list(condition) == ["StringLike"], (
                     f"ListBucket without a prefix: {statement}"
                 )
                 prefixes = as_list(condition["StringLike"]["s3:prefix"])
+                if bucket != BUCKET_ARN:
+                    prefixes = [f"{bucket}/{prefix}" for prefix in prefixes]
                 grants.setdefault(action, set()).update(prefixes)
                 continue
             for arn in resources_of(statement):
@@ -606,13 +642,37 @@ def s3_grants(statements: list[dict[str, Any]]) -> dict[str, set[str]]:
     return grants
 
 
-@pytest.mark.parametrize("variant", ["defaults", "model bundle"])
+def _in_existing_bucket(key: str) -> str:
+    return f"{EXISTING_ARN}/{key}" if key.startswith(IMAGE_KEYS) else key
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("function", FUNCTION_NAMES)
 def test_s3_grants_name_the_prefixes_the_function_touches(function, variant):
     expected = {action: set(keys) for action, keys in S3_GRANTS[function].items()}
     if variant == "model bundle" and function in LOADS_MODEL:
         expected.setdefault("s3:GetObject", set()).add(BUNDLE_ARN)
+    if variant == "existing bucket":
+        # The same keys, in the user's bucket: the stack's own keeps everything else.
+        expected = {a: {_in_existing_bucket(k) for k in keys} for a, keys in expected.items()}
     assert s3_grants(role_statements(stacks()[variant], function)) == expected
+
+
+READS = frozenset({"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"})
+
+
+@pytest.mark.parametrize("function", FUNCTION_NAMES)
+def test_the_existing_bucket_is_only_read_under_the_image_prefix(function):
+    """Nothing may write to, delete from or list beyond the prefix of a bucket the user owns."""
+    for statement in role_statements(stacks()["existing bucket"], function):
+        on_existing = [r for r in resources_of(statement) if r.startswith(EXISTING_ARN)]
+        if not on_existing:
+            continue
+        assert set(as_list(statement["Action"])) <= READS, (function, statement)
+        for resource in on_existing:
+            assert resource in (EXISTING_ARN, f"{EXISTING_ARN}/{IMAGE_KEYS}*"), statement
+        if EXISTING_ARN in on_existing:
+            assert statement["Condition"]["StringLike"]["s3:prefix"] == f"{IMAGE_KEYS}*"
 
 
 @pytest.mark.parametrize("function", FUNCTION_NAMES)

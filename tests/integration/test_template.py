@@ -282,13 +282,17 @@ def asl_states(states: dict[str, Any]):
             yield from asl_states(processor["States"])
 
 
-def test_every_state_machine_task_names_a_template_function(template):
-    assert ASL.is_file(), f"{ASL.relative_to(REPO)} is missing; template.yaml deploys it"
-    pipeline = resources_of(template, "AWS::Serverless::StateMachine")["IndexPipeline"]
+@pytest.mark.parametrize(
+    ("machine", "asl"),
+    [("IndexPipeline", ASL), ("BackfillStateMachine", REPO / "statemachine" / "backfill.asl.json")],
+)
+def test_every_state_machine_task_names_a_template_function(template, machine, asl):
+    assert asl.is_file(), f"{asl.relative_to(REPO)} is missing; template.yaml deploys it"
+    pipeline = resources_of(template, "AWS::Serverless::StateMachine")[machine]
     props = pipeline["Properties"]
-    assert props["DefinitionUri"] == "statemachine/index_pipeline.asl.json"
+    assert props["DefinitionUri"] == str(asl.relative_to(REPO))
     substitutions = props["DefinitionSubstitutions"]
-    text = ASL.read_text()
+    text = asl.read_text()
     definition = json.loads(text)
     used = set(re.findall(r"\$\{(\w+)\}", text))
     assert used == set(substitutions), "ASL placeholders and DefinitionSubstitutions differ"
@@ -350,7 +354,9 @@ def test_star_resources_carry_a_written_reason(template):
         )
 
 
-def test_s3_access_stays_inside_the_stack_bucket_or_the_model_bundle(template):
+def test_s3_access_stays_inside_the_stack_buckets_or_the_model_bundle(template):
+    """The stack's bucket, the user's ExistingBucketName (test_iam.py: only read), the bundle or
+    the inventory reports (read by the backfill's listing)."""
     for name, function in functions(template).items():
         for node in walk(function["Properties"].get("Policies", [])):
             if isinstance(node, dict) and node.get("Effect") == "Allow":
@@ -359,7 +365,15 @@ def test_s3_access_stays_inside_the_stack_bucket_or_the_model_bundle(template):
                     continue
                 assert "s3:*" not in actions, name
                 text = json.dumps(node["Resource"])
-                assert "ImageBucket" in text or "ModelBundleUri" in text, (name, node["Sid"])
+                assert any(
+                    bucket in text
+                    for bucket in (
+                        "ImageBucket",
+                        "ExistingBucketName",
+                        "ModelBundleUri",
+                        "BackfillInventoryUri",
+                    )
+                ), (name, node["Sid"])
 
 
 def test_outputs_the_operator_cli_reads(template):

@@ -2,8 +2,9 @@
 process environment.
 
 Tiers (docs/architecture.md): ``core`` -> ``model``/``store``/``catalog``/``eval`` ->
-``ingest``/``pipeline``/``query`` -> ``functions/``; packages of one tier are independent of each
-other, and the developer kit (``imgsearch_devkit``) imports the runtime, never the reverse.
+``ingest``/``pipeline``/``query`` -> ``backfill`` -> ``functions/``; packages of one tier are
+independent of each other, and the developer kit (``imgsearch_devkit``) imports the runtime,
+never the reverse.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ TIERS = {
     "ingest": 2,
     "pipeline": 2,
     "query": 2,
+    "backfill": 3,
 }
 OUTSIDE_THE_IMAGE = {"imgsearch_devkit", "imgsearch_client"}
 """Distributions the Lambda image never installs."""

@@ -231,3 +231,112 @@ def _client_error(code: str, status: int) -> ClientError:
 )
 def test_transient_classification(error: Exception, transient: bool) -> None:
     assert is_transient(error) is transient
+
+
+# ---------------------------------------------------------------- EventBridge S3 events
+# The fixtures follow AWS's "EventBridge event message structure" examples (Object Created,
+# Object Deleted with a delete marker). The key is written as it is: EventBridge does not
+# URL-encode it (imgsearch.ingest.events says how that was established).
+
+
+def eventbridge(name: str = "eventbridge-s3-put.json", **object_fields: Any) -> dict[str, Any]:
+    body = fixture(name)
+    body["detail"]["object"].update(object_fields)
+    return body
+
+
+def test_an_eventbridge_put_is_the_same_object_event() -> None:
+    (message,) = parse_batch(sqs_event(eventbridge()), prefix="images/", bucket="my-photos")
+    assert not message.skipped
+    assert message.events == [
+        ObjectEvent(
+            message_id="msg-0",
+            action="put",
+            bucket="my-photos",
+            key=SPECIAL_KEY,
+            sequencer=pad_sequencer("0055AED6DCD90281E5"),
+            event_name="Object Created:PutObject",
+            event_time="2024-05-04T10:15:30Z",
+            etag="d41d8cd98f00b204e9800998ecf8427e",
+            size=1024,
+            version_id="IYV3p45BT0ac8hjHg1houSdS1a.Mro8e",
+            request_id="N4N7GDK58NMKJ12R",
+        )
+    ]
+    assert message.correlation_id == "N4N7GDK58NMKJ12R"
+
+
+def test_an_eventbridge_delete_carries_no_size_or_etag() -> None:
+    (message,) = parse_batch(sqs_event(fixture("eventbridge-s3-delete.json")), prefix="images/")
+    (event,) = message.events
+    assert (event.action, event.key, event.size, event.etag) == ("delete", SPECIAL_KEY, None, "")
+    assert event.version_id == "1QW9g1Z99LUNbvaaYVpW9xDlOLU.qxgF"
+    assert event.event_name == "Object Deleted:DeleteObject"
+
+
+@pytest.mark.parametrize(
+    "key", ["images/a+b.jpg", "images/a%2Bb.jpg", "images/100%.png", "images/x:y=z&w.webp"]
+)
+def test_eventbridge_keys_are_taken_as_they_are(key: str) -> None:
+    """What a notification would decode (``+``, ``%2B``) is the key itself here."""
+    (message,) = parse_batch(sqs_event(eventbridge(key=key)), prefix="images/")
+    assert [e.key for e in message.events] == [key]
+
+
+def test_an_unversioned_bucket_reads_the_current_object() -> None:
+    (message,) = parse_batch(sqs_event(eventbridge(**{"version-id": "null"})), prefix="images/")
+    assert message.events[0].version_id is None
+    body = eventbridge()
+    del body["detail"]["object"]["version-id"]
+    (message,) = parse_batch(sqs_event(body), prefix="images/")
+    assert message.events[0].version_id is None
+
+
+def test_eventbridge_events_are_filtered_as_notifications_are() -> None:
+    tags = eventbridge()
+    tags["detail-type"] = "Object Tags Added"
+    other_bucket = eventbridge()
+    other_bucket["detail"]["bucket"]["name"] = "someone-else"
+    no_sequencer = eventbridge()
+    del no_sequencer["detail"]["object"]["sequencer"]
+    no_object = eventbridge()
+    del no_object["detail"]["object"]
+    messages = parse_batch(
+        sqs_event(
+            tags,
+            other_bucket,
+            eventbridge(key="docs/a.jpg"),
+            eventbridge(key="images/notes.txt"),
+            eventbridge(key="images/folder/"),
+            no_sequencer,
+            no_object,
+            {"source": "aws.s3", "detail-type": "Object Created", "detail": "not an object"},
+        ),
+        prefix="images/",
+        bucket="my-photos",
+    )
+    assert [[s.reason for s in m.skipped] for m in messages] == [
+        [UNSUPPORTED_EVENT],
+        [OTHER_BUCKET],
+        [OUTSIDE_PREFIX],
+        [NOT_AN_IMAGE_KEY],
+        [NOT_AN_IMAGE_KEY],
+        [MALFORMED],
+        [MALFORMED],
+        [MALFORMED],
+    ]
+    assert all(not m.events for m in messages)
+
+
+def test_both_shapes_in_one_batch_order_by_the_same_sequencer() -> None:
+    """One queue may carry both (a stack moved to ExistingBucketName keeps old messages): the
+    newest event of a key wins whichever shape brought it."""
+    notification = put_with_key("images/k.jpg", sequencer="0055AED6DCD90281F5")
+    bridged_delete = eventbridge("eventbridge-s3-delete.json", key="images/k.jpg")
+    bridged_put = eventbridge(key="images/k.jpg", sequencer="0055AED6DCD9028200")
+    messages = parse_batch(sqs_event(bridged_put, notification, bridged_delete), prefix="images/")
+    events = [e for m in messages for e in m.events]
+    assert [e.key for e in events] == ["images/k.jpg"] * 3
+    newest, dropped = newest_per_key(events)
+    assert [(e.message_id, e.action) for e in newest] == [("msg-0", "put")]
+    assert sorted(o.message_id for o in dropped) == ["msg-1", "msg-2"]

@@ -97,3 +97,17 @@ def test_parallel_scan_pages_keep_ok_items_of_one_model(store: EmbeddingStore) -
     ]
     assert sorted(keys) == sorted(f"images/{i}.jpg" for i in range(25))
     assert store.models_for_key("images/0.jpg") == ["demo-clip@1", "other@2"]
+
+
+def test_a_write_conditional_on_the_item_read_loses_to_any_write_since(store) -> None:
+    key = "images/listed.png"
+    assert store.put_if_unchanged(record(key, "0"), read=None)
+    assert not store.put_if_unchanged(record(key, "0"), read=None), "the item exists now"
+    read = store.get(key, MODEL)
+    # An S3 event writes between the backfill's read and its write: the backfill loses.
+    assert store.put(record(key, "0055AED6DCD90281E5"))
+    assert not store.put_if_unchanged(record(key, "0"), read=read)
+    assert store.get(key, MODEL).sequencer == pad_sequencer("0055AED6DCD90281E5")
+    # Unchanged since read: the write goes through.
+    latest = store.get(key, MODEL)
+    assert store.put_if_unchanged(record(key, "0055AED6DCD90281E5", reason="again"), read=latest)

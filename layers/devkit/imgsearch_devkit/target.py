@@ -44,11 +44,13 @@ PROBE_SECONDS = 0.5
 STACK_OUTPUTS = {
     "ApiUrl": "api_url",
     "BucketName": "bucket",
+    "ImageBucketName": "image_bucket",
     "ImagePrefix": "image_prefix",
     "TableName": "table",
     "IngestQueueUrl": "queue_url",
     "DeadLetterQueueUrl": "dlq_url",
     "StateMachineArn": "state_machine_arn",
+    "BackfillStateMachineArn": "backfill_arn",
     "AlertsTopicArn": "alerts_topic_arn",
     "AuthMode": "auth_mode",
 }
@@ -106,11 +108,16 @@ class Target:
     queue_url: str = ""
     dlq_url: str = ""
     state_machine_arn: str = ""
+    backfill_arn: str = ""
+    """The backfill state machine (``imgsearch backfill``)."""
     alerts_topic_arn: str = ""
     api_url: str = ""
     aws_endpoint: str = ""
     """Set for the local stack (moto server); empty for real AWS."""
     stack: str = ""
+    image_bucket: str = ""
+    """Where the images are (the stack's ``ImageBucketName``); empty: ``bucket``. A bucket the
+    user already had is only read by the stack: uploads go there, indexes never do."""
     schedule_seconds: float = 0
     """The local stack's pipeline schedule (0: none); a deployed stack's is its EventBridge
     Scheduler schedule (``imgsearch_devkit.ops.schedule``)."""
@@ -120,6 +127,11 @@ class Target:
     """The AWS profile the commands use for a deployed stack (``--profile``)."""
     token: str = field(default="", repr=False, compare=False)
     """A bearer token for a ``JWT`` API (``--token`` or ``$IMGSEARCH_TOKEN``)."""
+
+    def __post_init__(self) -> None:
+        # A state file or stack from before ImageBucketName: the images are in the bucket.
+        if not self.image_bucket:
+            object.__setattr__(self, "image_bucket", self.bucket)
 
     @classmethod
     def from_state_file(cls, path: Path = LOCAL_STATE_FILE) -> Target:
@@ -201,6 +213,7 @@ class Target:
         return replace(
             operator_settings(),
             bucket=self.bucket,
+            image_bucket=self.image_bucket,
             image_prefix=self.image_prefix,
             table=self.table,
             queue_url=self.queue_url,

@@ -15,10 +15,17 @@ understands (1.x): upgrade imgsearch"; a ``1.3`` one reads, its unknown fields d
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Self, TypeVar
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from imgsearch.catalog.errors import ContractError
 from imgsearch.core.aws import is_not_found
@@ -58,6 +65,16 @@ def describe(label: str, exc: ValidationError) -> str:
         got = "" if error["type"] == "missing" else f" (got {error['input']!r:.{INPUT_REPR_LIMIT}})"
         problems.append(f"{where}: {error['msg']}{got}")
     return f"{label} does not match its model: " + "; ".join(problems)
+
+
+def _flag(value: Any, info: ValidationInfo) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError(f'"{info.field_name}" must be true or false, got {value!r}')
+    return value
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
+"""A JSON ``true``/``false`` and nothing else (no ``"yes"``, no ``1``), said by field name."""
 
 
 class Part(BaseModel):

@@ -193,6 +193,24 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class BackfillSettings:
+    prefix: str = env("IMGSEARCH_BACKFILL_PREFIX", "backfill/", _folder)
+    """Where runs keep their chunk manifests, chunk results and report (the service's bucket)."""
+    chunk_size: int = env("IMGSEARCH_BACKFILL_CHUNK_SIZE", 1000)
+    """Objects per chunk (one Distributed Map child): about a minute and a half of one Lambda on
+    photo-sized JPEGs (benchmarks/backfill.py), far inside its 15 minutes."""
+    max_concurrency: int = env("IMGSEARCH_BACKFILL_MAX_CONCURRENCY", 50)
+    """The most chunks embedding at once, whatever a run asks for (the template's
+    ``BackfillMaxConcurrency``): it bounds the Lambda concurrency and DynamoDB writes a run
+    takes from the account."""
+    list_objects_per_call: int = env("IMGSEARCH_BACKFILL_LIST_OBJECTS_PER_CALL", 1_000_000)
+    """One listing invocation writes manifests for at most this many objects, then the state
+    machine calls it again from where it stopped: a listing of 100M keys is never one call."""
+    attempts: int = env("IMGSEARCH_BACKFILL_ATTEMPTS", 4)
+    """Rounds a chunk gives objects that failed for a transient reason, with backoff between."""
+
+
+@dataclass(frozen=True)
 class ObservabilitySettings:
     """What Powertools' Logger and Metrics are named (the template sets both for every function)."""
 
@@ -204,6 +222,9 @@ class ObservabilitySettings:
 @dataclass(frozen=True)
 class Settings:
     bucket: str = env("IMGSEARCH_BUCKET", "")
+    """The service's own bucket: indexes, snapshots, evaluation sets, backfill manifests."""
+    image_bucket: str = env("IMGSEARCH_IMAGE_BUCKET", "")
+    """Where the images are (empty: ``bucket``). A bucket the user already has is only read."""
     image_prefix: str = env("IMGSEARCH_IMAGE_PREFIX", "images/", _folder)
     table: str = env("IMGSEARCH_TABLE", "")
     queue_url: str = env("IMGSEARCH_QUEUE_URL", "")
@@ -216,6 +237,7 @@ class Settings:
     index: IndexSettings = field(default_factory=IndexSettings)
     gate: GateSettings = field(default_factory=GateSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    backfill: BackfillSettings = field(default_factory=BackfillSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
 
     @classmethod
@@ -225,7 +247,7 @@ class Settings:
         model = _read(ModelSettings, env_, threads=lambda_threads(env_))
         if not model.uri:
             model = dataclasses.replace(model, uri=str(task_root / DEMO_BUNDLE))
-        return _read(
+        settings = _read(
             cls,
             env_,
             region=env_.get("AWS_REGION") or env_.get("AWS_DEFAULT_REGION") or cls.region,
@@ -233,8 +255,12 @@ class Settings:
             index=_read(IndexSettings, env_),
             gate=_read(GateSettings, env_),
             api=_read(ApiSettings, env_),
+            backfill=_read(BackfillSettings, env_),
             observability=_read(ObservabilitySettings, env_),
         )
+        if not settings.image_bucket:
+            settings = dataclasses.replace(settings, image_bucket=settings.bucket)
+        return settings
 
     def require(self, *names: str) -> None:
         """Fail fast, at init, when a handler's required settings are empty.

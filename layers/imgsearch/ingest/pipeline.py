@@ -23,10 +23,19 @@ The steps, and why:
 
 Bad images become ``quarantined`` items (final); an AWS call that fails marks the event's
 message failed, to be redelivered (and, after the queue's ``maxReceiveCount``, dead-lettered).
+
+The backfill feeds listed objects through the same steps 4 and 5 (``Ingestor.backfill``), with
+its own rules for 2 and 5: an object is embedded unless the table holds it already (same ETag);
+the read is of that very ETag (``If-Match``: a newer object is its own event's work, a deleted
+one is skipped), and the write is conditional on the item being unchanged since it was read, so
+an S3 event that lands meanwhile wins, and one that lands later replaces it::
+
+    report = ingestor.backfill(listed_objects, bucket="my-bucket", label="chunk-000001")
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -40,6 +49,7 @@ import numpy as np
 from aws_lambda_powertools import Tracer
 from botocore.exceptions import BotoCoreError, ClientError
 
+from imgsearch.catalog.contract import Part
 from imgsearch.catalog.current import read_current
 from imgsearch.core.clock import now_iso
 from imgsearch.core.config import Settings
@@ -50,7 +60,7 @@ from imgsearch.model import ClipModel, ImageError
 from imgsearch.model.batch import preprocess_many
 from imgsearch.model.errors import TooManyBytes
 from imgsearch.model.preprocess import ImageLimits
-from imgsearch.store import EmbeddingRecord, EmbeddingStore
+from imgsearch.store import EmbeddingRecord, EmbeddingStore, pad_sequencer
 
 tracer = Tracer()
 
@@ -62,6 +72,14 @@ OBJECT_MISSING = "object_missing"
 SUPERSEDED = "superseded"
 DUPLICATE = "duplicate"
 STALE = "stale"
+UNCHANGED = "unchanged"
+"""Backfill: the table already holds this object (same ETag) for the model."""
+GONE = "gone"
+"""Backfill: the listed object was deleted before it was read (its event's work)."""
+BACKFILL_SEQUENCER = pad_sequencer("0")
+"""What a backfill writes for a key the table does not hold: below every S3 sequencer, so any
+real event of the key, put or delete, replaces it."""
+BACKFILL_EVENT = "Backfill"
 # Failure kinds (``Outcome.reason`` of a failed event).
 TRANSIENT = "transient"
 UNEXPECTED = "unexpected"
@@ -70,6 +88,32 @@ _MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "412"})
 
 T = TypeVar("T")
+
+
+class ListedObject(Part):
+    """An object as a listing (``ListObjectsV2`` or an S3 Inventory report) saw it."""
+
+    key: str
+    etag: str
+    """Without the quotes S3 puts around it in listings, as in its event notifications."""
+    size: int | None = None
+
+
+def backfill_verdict(obj: ListedObject, record: EmbeddingRecord | None, force: bool) -> str | None:
+    """Why the backfill leaves ``obj`` alone (a skip reason), or ``None`` to embed it.
+
+    An item of another ETag (or a tombstone) is not the listed object: either that object's
+    event is still on its way or it was lost. The read (``If-Match`` the listed ETag) tells
+    which object is current, and the conditional write lets a racing event win.
+
+    >>> item = EmbeddingRecord("images/a.jpg", "m@1", 1, "ok", "0" * 32, "", etag="e1")
+    >>> backfill_verdict(ListedObject(key="images/a.jpg", etag="e1"), item, force=False)
+    'unchanged'
+    >>> backfill_verdict(ListedObject(key="images/a.jpg", etag="e2"), item, force=False)
+    """
+    if record is not None and record.etag == obj.etag and record.status != "deleted":
+        return None if force else UNCHANGED
+    return None
 
 
 @dataclass(frozen=True)
@@ -124,6 +168,9 @@ class _Work:
     reused: bool = False
     done: Outcome | None = None
     """Set when the event is finished without a write (skipped or failed)."""
+    backfill: bool = False
+    read: EmbeddingRecord | None = None
+    """Backfill: the item its decision was made on (the write is conditional on it)."""
 
 
 def newest_per_key(events: Iterable[ObjectEvent]) -> tuple[list[ObjectEvent], list[Outcome]]:
@@ -227,14 +274,9 @@ class Ingestor:
         if not newest:
             return report
         timings = report.timings
-        started = time.perf_counter()
-        try:
-            held = self.store.batch_get([e.key for e in newest], self.model_id)
-        except Exception as exc:  # every AWS failure is retried; see _failed
-            report.outcomes.extend(self._failed(e, exc) for e in newest)
+        held = self._held(newest, report)
+        if held is None:
             return report
-        finally:
-            timings.dynamodb += time.perf_counter() - started
         fresh: list[ObjectEvent] = []
         for event in newest:
             record = held.get(event.key)
@@ -254,8 +296,63 @@ class Ingestor:
             timings.dynamodb += time.perf_counter() - started
         vectors: dict[str, np.ndarray | ImageError] = {}
         for chunk in _chunks(puts, self.batch_size):
-            report.outcomes.extend(self._ingest_chunk(chunk, vectors, timings))
+            report.outcomes.extend(self._ingest_chunk([_Work(e) for e in chunk], vectors, timings))
         return report
+
+    def backfill(
+        self, objects: Sequence[ListedObject], bucket: str, label: str, force: bool = False
+    ) -> BatchReport:
+        """Embed the listed objects the table lacks (``backfill_verdict``); ``label`` names the
+        work in outcomes (where an event's SQS message id goes). ``force`` also re-embeds what
+        is already embedded, with a model call for each distinct image."""
+        report = BatchReport([], [])
+        events = [
+            ObjectEvent(
+                label,
+                "put",
+                bucket,
+                o.key,
+                BACKFILL_SEQUENCER,
+                BACKFILL_EVENT,
+                etag=o.etag,
+                size=o.size,
+            )
+            for o in objects
+        ]
+        held = self._held(events, report)
+        if held is None:
+            return report
+        works: list[_Work] = []
+        for obj, event in zip(objects, events, strict=True):
+            record = held.get(obj.key)
+            reason = backfill_verdict(obj, record, force)
+            if reason and record:  # a verdict is only reached on an item
+                detail = f"table holds {record.status} written {record.updated_at}"
+                report.outcomes.append(Outcome(label, obj.key, "skipped", reason, detail))
+                continue
+            if record:  # a replaced item keeps its sequencer: the events it saw stay seen
+                event = dataclasses.replace(event, sequencer=record.sequencer)
+            works.append(_Work(event, backfill=True, read=record))
+        vectors: dict[str, np.ndarray | ImageError] = {}
+        for chunk in _chunks(works, self.batch_size):
+            report.outcomes.extend(
+                self._ingest_chunk(chunk, vectors, report.timings, reuse=not force)
+            )
+        return report
+
+    def _held(
+        self, events: Sequence[ObjectEvent], report: BatchReport
+    ) -> dict[str, EmbeddingRecord] | None:
+        """What the table holds for the events' keys (one consistent read); ``None``, with
+        every event failed in ``report``, when it cannot be read."""
+        started = time.perf_counter()
+        try:
+            return self.store.batch_get([e.key for e in events], self.model_id)
+        except Exception as exc:  # every AWS failure is retried; see _failed
+            report.outcomes.extend(self._failed(e, exc) for e in events)
+            return None
+        finally:
+            report.timings.dynamodb += time.perf_counter() - started
 
     # -- deletes -------------------------------------------------------------------------------
 
@@ -286,11 +383,11 @@ class Ingestor:
     @tracer.capture_method(capture_response=False)
     def _ingest_chunk(
         self,
-        chunk: Sequence[ObjectEvent],
+        works: Sequence[_Work],
         vectors: dict[str, np.ndarray | ImageError],
         timings: Timings,
+        reuse: bool = True,
     ) -> list[Outcome]:
-        works = [_Work(event) for event in chunk]
         started = time.perf_counter()
         for work, error in zip(works, self._map(self._read, works), strict=True):
             if error is not None:
@@ -300,7 +397,8 @@ class Ingestor:
         readable = [w for w in works if w.done is None and w.data is not None]
         started = time.perf_counter()
         unknown = list({w.sha256: w for w in readable if w.sha256 not in vectors}.values())
-        for work, error in zip(unknown, self._map(self._find_copy, unknown), strict=True):
+        lookups = unknown if reuse else []
+        for work, error in zip(lookups, self._map(self._find_copy, lookups), strict=True):
             if error is not None:
                 for same in readable:
                     if same.sha256 == work.sha256:
@@ -354,6 +452,9 @@ class Ingestor:
             response = self.s3.get_object(**request)
         except ClientError as exc:
             code = error_code(exc)
+            if code in _MISSING_CODES and work.backfill:
+                work.done = Outcome(event.message_id, event.key, "skipped", GONE, code or "")
+                return
             if code in _MISSING_CODES:
                 work.reason, work.detail = OBJECT_MISSING, f"{code} when read"
                 return
@@ -415,7 +516,11 @@ class Ingestor:
             etag=event.etag or None,
             size=event.size,
         )
-        if not self.store.put(record):
+        if work.backfill:
+            written = self.store.put_if_unchanged(record, work.read)
+        else:
+            written = self.store.put(record)
+        if not written:
             return Outcome(event.message_id, event.key, "skipped", STALE, "lost a write race")
         if work.reason:
             return Outcome(event.message_id, event.key, "quarantined", work.reason, work.detail)

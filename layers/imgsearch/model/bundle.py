@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,3 +200,15 @@ def _download(uri: str, cache_dir: Path, s3_client: Any) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
+
+
+def bundle_model_id(uri: str, s3: Any, cache_dir: str) -> str:
+    """The ``name@version`` of a bundle from its ``model.json`` alone (no ONNX session)."""
+    if not uri.startswith("s3://"):
+        return read_manifest(Path(uri)).model_id
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir) as folder:
+        s3.download_file(bucket, prefix + MANIFEST, str(Path(folder) / MANIFEST))
+        return read_manifest(Path(folder)).model_id

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, StrictBool, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from imgsearch.catalog.contract import Contract, Figure, Part
+from imgsearch.catalog.contract import Contract, Figure, Flag, Part
 from imgsearch.catalog.layout import VERSION_PATTERN
 from imgsearch.catalog.report import BuildResult, SnapshotManifest
 
@@ -42,15 +42,8 @@ class StartInput(Contract):
 
     LABEL = "the execution input"
 
-    force: StrictBool = False
+    force: Flag = False
     """Rebuild even when the embedding set is the serving index's."""
-
-    @field_validator("force", mode="before")
-    @classmethod
-    def _boolean(cls, value: Any) -> Any:
-        if not isinstance(value, bool):
-            raise ValueError(f'"force" must be true or false, got {value!r}')
-        return value
 
 
 class BuildInput(Contract):

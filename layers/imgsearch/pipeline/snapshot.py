@@ -42,7 +42,7 @@ from imgsearch.catalog.layout import new_version, version_time
 from imgsearch.catalog.report import SnapshotManifest
 from imgsearch.core.clock import now_iso
 from imgsearch.core.config import Settings
-from imgsearch.model.bundle import MANIFEST, read_manifest
+from imgsearch.model.bundle import bundle_model_id
 from imgsearch.pipeline.contracts import StartInput
 from imgsearch.store import EmbeddingRecord, EmbeddingStore
 
@@ -67,18 +67,6 @@ def parse_start_input(event: Any) -> bool:
             f'the execution input must be a JSON object such as {{"force": true}}, got {event!r}'
         )
     return StartInput.parse(event).force
-
-
-def bundle_model_id(uri: str, s3: Any, cache_dir: str) -> str:
-    """The ``name@version`` of a bundle from its ``model.json`` alone (no ONNX session)."""
-    if not uri.startswith("s3://"):
-        return read_manifest(Path(uri)).model_id
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    prefix = prefix.rstrip("/") + "/" if prefix else ""
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir) as folder:
-        s3.download_file(bucket, prefix + MANIFEST, str(Path(folder) / MANIFEST))
-        return read_manifest(Path(folder)).model_id
 
 
 def serving_model(settings: Settings, current: CurrentIndex | None, s3: Any) -> str:

@@ -74,7 +74,9 @@ class SearchService:
         self.server = IndexServer(
             s3, settings.bucket, settings.index, model.model_id, model.dim, deletions
         )
-        self._presigner = Presigner(s3, settings.bucket, credentials, api.presign_seconds)
+        # Results link to the images where they are: the stack's bucket or the user's own.
+        images = settings.image_bucket or settings.bucket
+        self._presigner = Presigner(s3, images, credentials, api.presign_seconds)
         # A URL is reused while at least half its lifetime is left.
         self._half_life = max(1, api.presign_seconds // 2)
         self._presign = functools.lru_cache(maxsize=4096)(self._presign_uncached)

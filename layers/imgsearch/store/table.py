@@ -5,6 +5,7 @@ sequencer, so a put event that arrives late, out of order, cannot bring the imag
 
     store = EmbeddingStore("imgsearch-embeddings")
     store.put(record)            # False when the table already holds a newer or equal event
+    store.put_if_unchanged(record, read)   # False when the item changed since it was read
     store.get("images/cat.jpg", "demo-clip@1")
 """
 
@@ -69,6 +70,32 @@ class EmbeddingStore:
                 ExpressionAttributeNames={"#k": "key", "#s": "sequencer"},
                 ExpressionAttributeValues={":s": {"S": record.sequencer}},
             )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def put_if_unchanged(self, record: EmbeddingRecord, read: EmbeddingRecord | None) -> bool:
+        """Write only if the item is still what ``read`` was (absent when ``None``).
+
+        The backfill's write: it decided from the item it read, so any write since (an S3
+        event's put or tombstone) changed ``sequencer`` or ``updated_at`` and wins.
+        """
+        if read is None:
+            condition: dict[str, Any] = {
+                "ConditionExpression": "attribute_not_exists(#k)",
+                "ExpressionAttributeNames": {"#k": "key"},
+            }
+        else:
+            condition = {
+                "ConditionExpression": "#s = :s AND #u = :u",
+                "ExpressionAttributeNames": {"#s": "sequencer", "#u": "updated_at"},
+                "ExpressionAttributeValues": {
+                    ":s": {"S": read.sequencer},
+                    ":u": {"S": read.updated_at},
+                },
+            }
+        try:
+            self.client.put_item(TableName=self.table, Item=record.to_item(), **condition)
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
         return True

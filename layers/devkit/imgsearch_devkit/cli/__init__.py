@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "quarantine",
     "index",
     "pipeline",
+    "backfill",
 )
 
 

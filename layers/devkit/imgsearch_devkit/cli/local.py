@@ -70,6 +70,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     up.add_argument("--bundle", default="", help="model bundle for every function (default: demo)")
     up.add_argument(
+        "--existing-bucket",
+        default="",
+        metavar="NAME",
+        help="keep the images in bucket NAME, as a deployment with ExistingBucketName does: "
+        "created if missing, with EventBridge notifications on; its events reach the ingest "
+        "queue through EventBridge (the stack's own bucket then holds only indexes and reports)",
+    )
+    up.add_argument(
         "--state",
         type=Path,
         default=LOCAL_STATE_FILE,
@@ -108,6 +116,7 @@ def run_up(args: argparse.Namespace) -> int:
         state_file=args.state,
         model_uri=args.bundle,
         function_log=None if args.function_logs else FUNCTION_LOG,
+        existing_bucket=args.existing_bucket,
     )
     stack = LocalStack(config)
     # Ctrl-C and SIGTERM stop cleanly, even when started in the background (which ignores
@@ -126,7 +135,13 @@ def run_up(args: argparse.Namespace) -> int:
     try:
         _say(f"  AWS endpoint   {target.aws_endpoint}   (S3, SQS, DynamoDB, Step Functions, SNS)")
         _say(f"  search API     {target.api_url}/")
-        _say(f"  bucket         s3://{target.bucket}/{target.image_prefix}")
+        if target.image_bucket != target.bucket:
+            _say(
+                f"  images         s3://{target.image_bucket}/{target.image_prefix}   (EventBridge)"
+            )
+            _say(f"  stack bucket   s3://{target.bucket}/   (indexes, snapshots, reports)")
+        else:
+            _say(f"  bucket         s3://{target.bucket}/{target.image_prefix}")
         _say(f"  state file     {config.state_file}")
         _say(f"  function logs  {config.function_log or 'this terminal'}")
         _say(f"  data           {_data_line(stack)}")
@@ -139,7 +154,7 @@ def run_up(args: argparse.Namespace) -> int:
         _say(f"serving: open {target.api_url}/ in a browser  (Ctrl-C to stop)")
         _say(
             f"  upload more:  imgsearch upload PATH...   or   aws --endpoint-url "
-            f"{target.aws_endpoint} s3 cp PHOTO s3://{target.bucket}/{target.image_prefix}"
+            f"{target.aws_endpoint} s3 cp PHOTO s3://{target.image_bucket}/{target.image_prefix}"
         )
         _say("  then:         imgsearch pipeline run --wait   ·   imgsearch stats")
         _say(
@@ -201,7 +216,7 @@ def run_demo(stack: LocalStack) -> None:
         )
         _say()
         with tqdm(total=len(plan.items), desc="upload demo images", unit="img") as bar:
-            upload(target.client("s3"), target.bucket, plan, on_done=lambda _: bar.update())
+            upload(target.client("s3"), target.image_bucket, plan, on_done=lambda _: bar.update())
     target.client("s3").put_object(
         Bucket=target.bucket,
         Key=target.settings().gate.golden_key,
@@ -209,7 +224,8 @@ def run_demo(stack: LocalStack) -> None:
         ContentType="application/x-ndjson",
     )
     dynamodb = target.client("dynamodb")
-    with tqdm(total=len(images), desc="embed (SQS -> embed)", unit="img") as bar:
+    route = "EventBridge -> SQS" if target.image_bucket != target.bucket else "SQS"
+    with tqdm(total=len(images), desc=f"embed ({route} -> embed)", unit="img") as bar:
         deadline = time.monotonic() + 600
         while True:
             counts = count_table(dynamodb, target.table).values()

@@ -45,7 +45,10 @@ def run_list(args: argparse.Namespace) -> int:
         dynamodb = target.client("dynamodb")
         total = approximate_item_count(dynamodb, target.table)
         with progress("scanning the embeddings table", total=total or None, unit="item") as bar:
-            items = list(quarantined(dynamodb, target.table, args.reason, on_scanned=bar.update))
+            found = quarantined(
+                dynamodb, target.table, args.reason, bar.update, bucket=target.image_bucket
+            )
+            items = list(found)
     except TargetError as exc:
         return fail(str(exc))
     except (BotoCoreError, ClientError) as exc:

@@ -70,7 +70,7 @@ def _pending(stats: StackStats) -> str:
 
 
 def render(stats: StackStats) -> str:
-    rows: list[tuple[str, object]] = [("model", stats.model)]
+    rows: list[tuple[str, object]] = [("images", stats.images), ("model", stats.model)]
     if stats.approximate:
         rows.append(("items", f"~{stats.item_count}  ({APPROXIMATE_NOTE})"))
     else:

@@ -47,18 +47,21 @@ def run(args: argparse.Namespace) -> int:
             total=plan.total_bytes, unit="B", unit_scale=True, desc="upload", disable=args.json
         ) as bar:
             count = upload(
-                target.client("s3"), target.bucket, plan, on_done=lambda i: bar.update(i.size)
+                target.client("s3"),
+                target.image_bucket,
+                plan,
+                on_done=lambda i: bar.update(i.size),
             )
     except (BotoCoreError, ClientError, OSError) as exc:
         return fail(f"upload failed: {exc}")
     if args.json:
         print_json(
             {
-                "bucket": target.bucket,
+                "bucket": target.image_bucket,
                 "keys": [item.key for item in plan.items],
                 "skipped": [str(path) for path in plan.skipped],
             }
         )
     else:
-        print(f"uploaded {count} image(s) to s3://{target.bucket}/{target.image_prefix}")
+        print(f"uploaded {count} image(s) to s3://{target.image_bucket}/{target.image_prefix}")
     return 0

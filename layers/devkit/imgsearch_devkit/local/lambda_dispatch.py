@@ -56,6 +56,12 @@ PIPELINE_HANDLERS: dict[str, str] = {
     "RollbackIndexFunction": "rollback_index.app.handler",
 }
 """Template logical id -> handler string (``ImageConfig.Command``) of the pipeline's functions."""
+BACKFILL_HANDLERS: dict[str, str] = {
+    "BackfillListFunction": "backfill_list.app.handler",
+    "BackfillChunkFunction": "backfill_chunk.app.handler",
+    "BackfillReportFunction": "backfill_report.app.handler",
+}
+"""The same for the backfill's functions (``statemachine/backfill.asl.json``)."""
 
 LAMBDA_SERVICE_ERROR = "Lambda.ServiceException"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
@@ -96,13 +102,14 @@ def pipeline_routes(
     settings: Settings,
     clients: Clients | None = None,
     function_names: Mapping[str, str] | None = None,
+    handlers: Mapping[str, str] = PIPELINE_HANDLERS,
 ) -> dict[str, Handler]:
-    """Function name -> the pipeline's handlers built with ``settings`` (names default to the
-    logical ids)."""
+    """Function name -> the ``handlers`` (default: the index pipeline's) built with
+    ``settings``; names default to the logical ids."""
     names = function_names or {}
     return {
         names.get(logical_id, logical_id): load_handler(spec, settings, clients)
-        for logical_id, spec in PIPELINE_HANDLERS.items()
+        for logical_id, spec in handlers.items()
     }
 
 
@@ -302,7 +309,8 @@ def create_state_machine(
         for placeholder in _PLACEHOLDER.findall(definition)
         if placeholder not in substitutions and placeholder.endswith("FunctionArn")
     }
-    functions = {names.get(lid, lid): PIPELINE_HANDLERS.get(lid, "app.handler") for lid in wanted}
+    known = {**PIPELINE_HANDLERS, **BACKFILL_HANDLERS}
+    functions = {names.get(lid, lid): known.get(lid, "app.handler") for lid in wanted}
     arns = register_functions(lambda_client, iam, functions)
     filled = {**{lid + "Arn": arns[names.get(lid, lid)] for lid in wanted}, **substitutions}
     role = ensure_role(iam)

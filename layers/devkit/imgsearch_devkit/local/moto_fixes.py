@@ -8,6 +8,18 @@
 - Deleting from a versioned bucket (the template turns versioning on): S3 sends
   ``ObjectRemoved:DeleteMarkerCreated``; moto sends nothing. The wrapper around
   ``S3Backend._set_delete_marker`` sends it. Remove events carry no ``size``/``eTag``, as S3's.
+- S3 events to EventBridge (a bucket with ``EventBridgeConfiguration``, as ``ExistingBucketName``
+  asks of the user): moto sends every one with the same ``sequencer`` (``617f08299329d189``),
+  ``id`` and ``request-id``, names the ETag ``eTag`` (AWS: ``etag``), puts ``size`` and the ETag
+  in deletes and ``version-id: "null"`` in unversioned buckets, and gives the notification's
+  event name as ``reason`` (AWS: the API, ``PutObject``, ``DeleteObject`` ...) with no
+  ``deletion-type``. ``eventbridge_s3_events`` replaces the function that builds and sends them,
+  ``moto.s3.notifications._send_event_bridge_message``, with one that sends AWS's shape (a
+  sequencer from ``next_sequencer``, which the notifications share). The key is left as it is:
+  EventBridge does not URL-encode it (``imgsearch.ingest.events``). moto's CloudFormation
+  creates an ``AWS::Events::Rule`` with its ``Targets`` (checked: ``put_targets``), and its
+  event-pattern matching handles the rule's ``prefix`` filter; the SQS target's message body is
+  the event as it is, as on AWS.
 - Step Functions ``StartExecution`` without a ``name``: AWS generates a UUID; moto's interpreter
   backend names every such execution ``None``, so the second one fails with
   ``ExecutionAlreadyExists``. The wrapper supplies the UUID.
@@ -31,6 +43,7 @@ the state machine (``resources.py``); each difference is named where it is mende
 from __future__ import annotations
 
 import copy
+import logging
 import re
 import threading
 import time
@@ -48,8 +61,20 @@ from imgsearch_devkit.local.template import (
     target_of,
 )
 
+logger = logging.getLogger(__name__)
+
 _lock = threading.Lock()
 _last = 0
+
+EVENTBRIDGE_REASONS = {
+    # S3's EventBridge ``reason``: the API that made the change (docs: "Using EventBridge").
+    "s3:ObjectCreated:Put": "PutObject",
+    "s3:ObjectCreated:Post": "POST Object",
+    "s3:ObjectCreated:Copy": "CopyObject",
+    "s3:ObjectCreated:CompleteMultipartUpload": "CompleteMultipartUpload",
+    "s3:ObjectRemoved:Delete": "DeleteObject",
+    "s3:ObjectRemoved:DeleteMarkerCreated": "DeleteObject",
+}
 
 
 def next_sequencer() -> str:
@@ -120,6 +145,70 @@ def delete_marker_events() -> Iterator[None]:
         S3Backend._set_delete_marker = original  # type: ignore[method-assign]
 
 
+def eventbridge_s3_event(account_id: str, bucket: Any, event_name: str, key: Any) -> dict[str, Any]:
+    """The EventBridge event S3 sends for ``event_name`` (``s3:ObjectCreated:Put`` ...) on
+    ``key``, in AWS's shape (``time`` as moto's events backend wants it: Unix seconds, which its
+    SQS target writes as ISO 8601)."""
+    from moto.s3.notifications import _detail_type
+
+    removed = event_name.startswith("s3:ObjectRemoved")
+    obj: dict[str, Any] = {"key": key.name}
+    if not removed:
+        obj.update(size=key.size, etag=key.etag.replace('"', ""))
+    version = getattr(key, "version_id", None)
+    if version and version != "null":
+        obj["version-id"] = version
+    obj["sequencer"] = next_sequencer()
+    detail: dict[str, Any] = {
+        "version": "0",
+        "bucket": {"name": bucket.name},
+        "object": obj,
+        "request-id": uuid.uuid4().hex[:16].upper(),
+        "requester": account_id,
+        "source-ip-address": "127.0.0.1",
+        "reason": EVENTBRIDGE_REASONS.get(event_name, event_name.rsplit(":", 1)[-1]),
+    }
+    if removed:
+        marker = event_name.endswith("DeleteMarkerCreated")
+        detail["deletion-type"] = "Delete Marker Created" if marker else "Permanently Deleted"
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": _detail_type(event_name),
+        "source": "aws.s3",
+        "account": account_id,
+        "time": time.time(),
+        "region": bucket.region_name,
+        "resources": [bucket.arn],
+        "detail": detail,
+    }
+
+
+@contextmanager
+def eventbridge_s3_events() -> Iterator[None]:
+    from moto.s3 import notifications
+
+    original = notifications._send_event_bridge_message
+
+    def send(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
+        from moto.events.models import events_backends
+
+        try:
+            event = eventbridge_s3_event(account_id, bucket, event_name, key)
+            backend = events_backends[account_id][bucket.region_name]
+            for bus in list(backend.event_buses.values()):
+                for rule in list(bus.rules.values()):
+                    rule.send_to_targets(event, transform_input=False)
+        except Exception:  # asynchronous on AWS: the S3 call succeeds whatever happens here
+            logger.exception("could not send the EventBridge event for %s", key.name)
+
+    notifications._send_event_bridge_message = send
+    try:
+        yield
+    finally:
+        notifications._send_event_bridge_message = original
+
+
 @contextmanager
 def execution_names() -> Iterator[None]:
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
@@ -141,6 +230,7 @@ def moto_fixes() -> Iterator[None]:
     with ExitStack() as stack:
         stack.enter_context(s3_event_sequencers())
         stack.enter_context(delete_marker_events())
+        stack.enter_context(eventbridge_s3_events())
         stack.enter_context(execution_names())
         yield
 
@@ -218,9 +308,19 @@ def apply_ignored_bucket_properties(s3: Any, stack: StackTemplate) -> None:
             )
 
 
+def notification_configuration(stack: StackTemplate, bucket: str) -> dict[str, Any]:
+    """A bucket's ``NotificationConfiguration`` as CloudFormation would apply it: an ``Fn::If``
+    around it (none with ``ExistingBucketName``) decided, the inside left unresolved."""
+    value = stack.properties(bucket).get("NotificationConfiguration")
+    while isinstance(value, dict) and set(value) == {"Fn::If"}:
+        condition, when_true, when_false = value["Fn::If"]
+        value = when_true if stack.resolve.condition(condition) else when_false
+    return value if isinstance(value, dict) and value != NO_VALUE else {}
+
+
 def queue_notifications(stack: StackTemplate, bucket: str) -> list[dict[str, Any]]:
     """A bucket's CloudFormation ``QueueConfigurations`` in the S3 API's shape."""
-    notification = stack.properties(bucket).get("NotificationConfiguration") or {}
+    notification = notification_configuration(stack, bucket)
     converted = []
     for index, config in enumerate(notification.get("QueueConfigurations") or []):
         entry: dict[str, Any] = {

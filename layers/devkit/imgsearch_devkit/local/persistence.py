@@ -16,6 +16,8 @@ Objects are stored under the sha256 of their key (any S3 key is a safe file name
 messages waiting in the ingest queue and the DLQ as JSON lines, so that nothing uploaded just
 before a stop is left unembedded. Restoring an object makes S3 send its notification again:
 those copies are purged from the ingest queue, and the saved messages are sent back instead.
+A stack whose images are in a bucket of their own (``existing_bucket``) keeps that bucket's
+objects beside the stack's, in ``image-objects/`` and ``image-objects.json``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 OBJECTS = "objects"
 OBJECTS_INDEX = "objects.json"
+IMAGE_OBJECTS = "image-objects"
+IMAGE_OBJECTS_INDEX = "image-objects.json"
 ITEMS = "table.jsonl"
 MESSAGES = "messages.json"
 WRITE_BATCH = 25
@@ -60,6 +64,15 @@ class StackData:
     table: str
     queues: dict[str, str]
     """Name used in the data folder (``ingest``, ``dlq``) -> queue URL."""
+    image_bucket: str = ""
+    """The images' bucket when it is not ``bucket`` (``ExistingBucketName``); empty: none."""
+
+    def buckets(self) -> list[tuple[str, str, str]]:
+        """(bucket, blob folder, index file) of every bucket whose objects are kept."""
+        kept = [(self.bucket, OBJECTS, OBJECTS_INDEX)]
+        if self.image_bucket:
+            kept.append((self.image_bucket, IMAGE_OBJECTS, IMAGE_OBJECTS_INDEX))
+        return kept
 
 
 def _blob_name(key: str) -> str:
@@ -80,11 +93,21 @@ class DataFolder:
     # ------------------------------------------------------------------ save
     def save(self, data: StackData) -> Counts:
         """Write what the stack holds now; returns the counts saved."""
-        blobs = self.folder / OBJECTS
+        items = self._save_items(data)
+        messages = self._save_messages(data)
+        # The stack bucket's objects.json last: it marks a folder that holds a whole save.
+        objects = sum(
+            self._save_objects(data.s3, bucket, folder, index_name)
+            for bucket, folder, index_name in reversed(data.buckets())
+        )
+        return Counts(objects, items, messages)
+
+    def _save_objects(self, s3: Any, bucket: str, folder: str, index_name: str) -> int:
+        blobs = self.folder / folder
         blobs.mkdir(parents=True, exist_ok=True)
-        previous = self._objects_index()
+        previous = self._objects_index(index_name)
         index: dict[str, dict[str, str]] = {}
-        for page in data.s3.get_paginator("list_objects_v2").paginate(Bucket=data.bucket):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for summary in page.get("Contents", []):
                 key = summary["Key"]
                 entry = {"file": _blob_name(key), "etag": summary["ETag"]}
@@ -92,16 +115,14 @@ class DataFolder:
                 if known and known["etag"] == entry["etag"] and (blobs / known["file"]).is_file():
                     index[key] = known
                     continue
-                body = data.s3.get_object(Bucket=data.bucket, Key=key)
+                body = s3.get_object(Bucket=bucket, Key=key)
                 (blobs / entry["file"]).write_bytes(body["Body"].read())
                 entry["content_type"] = body.get("ContentType", "binary/octet-stream")
                 index[key] = entry
         for gone in {e["file"] for e in previous.values()} - {e["file"] for e in index.values()}:
             (blobs / gone).unlink(missing_ok=True)
-        items = self._save_items(data)
-        messages = self._save_messages(data)
-        self._write(OBJECTS_INDEX, json.dumps(index, indent=1, sort_keys=True))
-        return Counts(len(index), items, messages)
+        self._write(index_name, json.dumps(index, indent=1, sort_keys=True))
+        return len(index)
 
     def _save_items(self, data: StackData) -> int:
         count = 0
@@ -132,14 +153,16 @@ class DataFolder:
         """Put the saved data back into the (new, empty) stack; returns the counts restored."""
         if not self.exists:
             return Counts()
-        index = self._objects_index()
-        for key, entry in index.items():
-            data.s3.put_object(
-                Bucket=data.bucket,
-                Key=key,
-                Body=(self.folder / OBJECTS / entry["file"]).read_bytes(),
-                ContentType=entry.get("content_type", "binary/octet-stream"),
-            )
+        objects = 0
+        for bucket, folder, index_name in data.buckets():
+            for key, entry in self._objects_index(index_name).items():
+                data.s3.put_object(
+                    Bucket=bucket,
+                    Key=key,
+                    Body=(self.folder / folder / entry["file"]).read_bytes(),
+                    ContentType=entry.get("content_type", "binary/octet-stream"),
+                )
+                objects += 1
         # The puts above sent notifications of their own: the embeddings are restored instead.
         data.sqs.purge_queue(QueueUrl=data.queues["ingest"])
         items = self._restore_items(data)
@@ -150,7 +173,7 @@ class DataFolder:
                 for message in bodies:
                     data.sqs.send_message(QueueUrl=data.queues[name], MessageBody=message["Body"])
                     messages += 1
-        return Counts(len(index), items, messages)
+        return Counts(objects, items, messages)
 
     def _restore_items(self, data: StackData) -> int:
         items = [_decode_item(json.loads(line)) for line in self._read(ITEMS).splitlines() if line]
@@ -164,8 +187,8 @@ class DataFolder:
         return len(items)
 
     # ------------------------------------------------------------------ files
-    def _objects_index(self) -> dict[str, dict[str, str]]:
-        return json.loads(self._read(OBJECTS_INDEX) or "{}")
+    def _objects_index(self, name: str = OBJECTS_INDEX) -> dict[str, dict[str, str]]:
+        return json.loads(self._read(name) or "{}")
 
     def _read(self, name: str) -> str:
         path = self.folder / name

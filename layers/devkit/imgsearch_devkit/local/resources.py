@@ -4,10 +4,11 @@ The template is transformed by SAM (``template.py``), mended where moto differs 
 CloudFormation (``moto_fixes.for_moto_cloudformation``) and created as a stack; the physical ids
 come back from ``describe_stack_resources`` and resolve each function's environment. What moto's
 CloudFormation leaves out of a bucket (versioning, the S3 -> SQS notification) is applied by API,
-and so is the state machine, which it would create where its ASL interpreter does not look::
+and so are the state machines, which it would create where its ASL interpreter does not look::
 
     resources = create_resources(clients, template, stack_name="imgsearch-local", region=...)
     resources.bucket, resources.queue_url, resources.embed.batch_size
+    resources.image_bucket      # the images: ``bucket``, or ExistingBucketName's (EventBridge)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from imgsearch_devkit.local.lambda_dispatch import render_definition
 from imgsearch_devkit.local.moto_fixes import (
     apply_ignored_bucket_properties,
     for_moto_cloudformation,
+    notification_configuration,
     queue_notifications,
 )
 from imgsearch_devkit.local.template import (
@@ -32,6 +34,10 @@ from imgsearch_devkit.local.template import (
     default_name,
     target_of,
 )
+
+INDEX_PIPELINE = "IndexPipeline"
+BACKFILL = "BackfillStateMachine"
+"""The template's state machines, by logical id."""
 
 
 @dataclass
@@ -51,7 +57,12 @@ class LocalResources:
     api_function: str
     """Logical id of the function behind the HTTP API."""
     state_machine_arn: str = ""
-    """The index pipeline moto's CloudFormation created ("" if the template has none)."""
+    """The index pipeline ("" if the template has none)."""
+    backfill_arn: str = ""
+    """The backfill state machine ("" if the template has none)."""
+    image_bucket: str = ""
+    """Where the images are: ``bucket`` (its S3 -> SQS notification), or the existing bucket
+    the template's EventBridge rule forwards events from (``ExistingBucketName``)."""
     template: StackTemplate | None = field(default=None, repr=False)
     """The template as this stack resolves it (physical ids of the moto stack)."""
 
@@ -95,30 +106,48 @@ def create_resources(
         }
     )
     apply_ignored_bucket_properties(clients["s3"], stack)
-    _create_state_machine(clients["stepfunctions"], stack)
+    _create_state_machines(clients["stepfunctions"], stack)
     return _describe(stack, clients["sqs"])
 
 
-def _create_state_machine(sfn: Any, stack: StackTemplate) -> None:
-    """The state machine, through the API (``moto_fixes.for_moto_cloudformation`` says why),
-    its ``DefinitionSubstitutions`` filled with the created stack's physical ids."""
-    machine = stack.state_machine()
-    if machine is None:
-        return
+def _create_state_machines(sfn: Any, stack: StackTemplate) -> None:
+    """The state machines, through the API (``moto_fixes.for_moto_cloudformation`` says why),
+    their ``DefinitionSubstitutions`` filled with the created stack's physical ids."""
     kind = "AWS::StepFunctions::StateMachine"
-    properties = stack.properties(machine.logical_id)
-    arn = sfn.create_state_machine(
-        name=stack.resolve(properties.get("StateMachineName"))
-        or default_name(stack.stack_name, machine.logical_id, kind),
-        definition=render_definition(machine.definition, stack.resolve(machine.substitutions)),
-        roleArn=stack.resolve(properties["RoleArn"]),
-    )["stateMachineArn"]
-    stack.locate({machine.logical_id: arn})
+    for machine in stack.state_machines().values():
+        properties = stack.properties(machine.logical_id)
+        definition = render_definition(machine.definition, stack.resolve(machine.substitutions))
+        arn = sfn.create_state_machine(
+            name=stack.resolve(properties.get("StateMachineName"))
+            or default_name(stack.stack_name, machine.logical_id, kind),
+            definition=definition,
+            roleArn=stack.resolve(properties["RoleArn"]),
+        )["stateMachineArn"]
+        stack.locate({machine.logical_id: arn})
 
 
-def _describe(stack: StackTemplate, sqs: Any) -> LocalResources:
-    resolve = stack.resolve
+@dataclass(frozen=True)
+class _ImageEvents:
+    """How image events reach the ingest queue: which bucket, which prefix, which queue."""
+
+    bucket: str
+    """The bucket's physical name."""
+    prefix: str
+    queue: str
+    """The queue's logical id."""
+
+
+def _active(stack: StackTemplate, logical_id: str) -> bool:
+    """The resource's ``Condition`` holds (CloudFormation creates it) or it has none."""
+    condition = stack.cloudformation["Resources"][logical_id].get("Condition")
+    return not condition or stack.resolve.condition(condition)
+
+
+def _notification_route(stack: StackTemplate) -> _ImageEvents | None:
+    """The stack's own bucket with an S3 -> SQS notification under one prefix."""
     images = [b for b in stack.resources("AWS::S3::Bucket") if queue_notifications(stack, b)]
+    if not images:
+        return None
     if len(images) != 1:
         raise TemplateError("expected one bucket with an S3 -> SQS notification")
     (bucket,) = images
@@ -131,19 +160,62 @@ def _describe(stack: StackTemplate, sqs: Any) -> LocalResources:
     }
     if len(prefixes) != 1:
         raise TemplateError(f"expected one image prefix filter, found {sorted(prefixes)}")
-    queue = target_of(
-        stack.properties(bucket)["NotificationConfiguration"]["QueueConfigurations"][0]["Queue"]
-    )
+    configs = notification_configuration(stack, bucket)["QueueConfigurations"]
+    return _ImageEvents(stack.resolve.ref(bucket), prefixes.pop(), target_of(configs[0]["Queue"]))
+
+
+def _eventbridge_route(stack: StackTemplate) -> _ImageEvents | None:
+    """An EventBridge rule that forwards one bucket's S3 events under one prefix to a queue
+    (the template's ``ImageEventsRule``, with ``ExistingBucketName``)."""
+    routes = []
+    for logical_id in stack.resources("AWS::Events::Rule"):
+        if not _active(stack, logical_id):
+            continue
+        properties = stack.properties(logical_id)
+        pattern = stack.resolve(properties.get("EventPattern") or {})
+        if pattern.get("source") != ["aws.s3"]:
+            continue
+        detail = pattern.get("detail") or {}
+        buckets = (detail.get("bucket") or {}).get("name") or []
+        keys = (detail.get("object") or {}).get("key") or []
+        prefixes = [k["prefix"] for k in keys if isinstance(k, dict) and "prefix" in k]
+        queues = [
+            target_of(t["Arn"])
+            for t in properties.get("Targets") or []
+            if stack.cloudformation["Resources"][target_of(t["Arn"])]["Type"] == "AWS::SQS::Queue"
+        ]
+        if len(buckets) != 1 or len(prefixes) != 1 or len(queues) != 1:
+            raise TemplateError(
+                f"{logical_id}: expected one bucket name, one key prefix and one queue target"
+            )
+        routes.append(_ImageEvents(buckets[0], prefixes[0], queues[0]))
+    if len(routes) > 1:
+        raise TemplateError("expected at most one EventBridge rule for S3 events")
+    return routes[0] if routes else None
+
+
+def _describe(stack: StackTemplate, sqs: Any) -> LocalResources:
+    resolve = stack.resolve
+    route = _notification_route(stack) or _eventbridge_route(stack)
+    if route is None:
+        raise TemplateError(
+            "expected one bucket with an S3 -> SQS notification, or an EventBridge rule that "
+            "sends a bucket's S3 events to a queue (ExistingBucketName)"
+        )
+    queue = route.queue
+    embed = stack.event_source_mapping(queue)
+    # The stack's own bucket (indexes, snapshots ...) is the one its functions are told about.
+    bucket = stack.function(embed.function).environment.get("IMGSEARCH_BUCKET", route.bucket)
     redrive = stack.properties(queue).get("RedrivePolicy")
     if not redrive:
         raise TemplateError(f"the ingest queue {queue} has no RedrivePolicy (DLQ)")
     dlq = target_of(redrive["deadLetterTargetArn"])
-    machine = stack.state_machine()
+    machines = stack.state_machines()
     return LocalResources(
         stack_name=stack.stack_name,
         region=stack.region,
-        bucket=resolve.ref(bucket),
-        image_prefix=prefixes.pop(),
+        bucket=bucket,
+        image_prefix=route.prefix,
         table=resolve.ref(_only(stack, "AWS::DynamoDB::Table", "embeddings")),
         queue_url=_endpoint_url(sqs, resolve.get_att(queue, "QueueName")),
         queue_arn=resolve.get_att(queue, "Arn"),
@@ -151,10 +223,12 @@ def _describe(stack: StackTemplate, sqs: Any) -> LocalResources:
         dlq_arn=resolve.get_att(dlq, "Arn"),
         alerts_topic_arn=resolve.ref(_only(stack, "AWS::SNS::Topic", "alerts")),
         functions=stack.functions(),
-        embed=stack.event_source_mapping(queue),
+        embed=embed,
         api_function=stack.api_function(),
-        state_machine_arn=resolve.ref(machine.logical_id) if machine else "",
+        state_machine_arn=resolve.ref(INDEX_PIPELINE) if INDEX_PIPELINE in machines else "",
+        backfill_arn=resolve.ref(BACKFILL) if BACKFILL in machines else "",
         template=stack,
+        image_bucket=route.bucket,
     )
 
 

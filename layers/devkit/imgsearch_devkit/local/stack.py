@@ -12,6 +12,13 @@ up. ``stop()`` undoes all of it::
         stack.target.api_url, stack.target.bucket
         stack.wait_for_ingestion(expected=10)
         stack.run_pipeline()
+
+With ``existing_bucket`` the images live in a bucket that is there before the stack (created
+on the moto server if missing, with EventBridge notifications turned on, as its owner would),
+and the stack is created with ``ExistingBucketName``: events reach the ingest queue through
+moto's EventBridge and the template's rule::
+
+    LocalStack(LocalStackConfig(existing_bucket="my-photos"))   # target.image_bucket == that
 """
 
 from __future__ import annotations
@@ -112,6 +119,9 @@ class LocalStackConfig:
     """Restore the data folder at start and save into it at stop (False: memory only)."""
     fresh: bool = False
     """Delete the data folder first: start empty."""
+    existing_bucket: str = ""
+    """Images in this bucket instead of the stack's own (``ExistingBucketName``); empty: the
+    stack's bucket with its S3 -> SQS notification."""
 
     @classmethod
     def in_folder(cls, folder: Path, **changes: Any) -> LocalStackConfig:
@@ -250,8 +260,12 @@ class LocalStack:
             name: self._client(name, endpoint)
             for name in ("s3", "sqs", "dynamodb", "cloudformation", "stepfunctions")
         }
+        parameters = dict(config.parameters)
+        if config.existing_bucket:
+            _prepare_existing_bucket(clients["s3"], config.existing_bucket)
+            parameters["ExistingBucketName"] = config.existing_bucket
         resources = create_resources(
-            clients, template, config.stack_name, config.region, config.parameters
+            clients, template, config.stack_name, config.region, parameters
         )
         self.resources = resources
         self.restored = self._restore_data(clients, resources)
@@ -291,11 +305,13 @@ class LocalStack:
         self.target = Target(
             region=config.region,
             bucket=resources.bucket,
+            image_bucket=resources.image_bucket,
             table=resources.table,
             image_prefix=resources.image_prefix,
             queue_url=resources.queue_url,
             dlq_url=resources.dlq_url,
             state_machine_arn=state_machine_arn,
+            backfill_arn=resources.backfill_arn,
             alerts_topic_arn=resources.alerts_topic_arn,
             api_url=self.api.url,
             aws_endpoint=endpoint,
@@ -399,6 +415,10 @@ class LocalStack:
             bucket=resources.bucket,
             table=resources.table,
             queues={"ingest": resources.queue_url, "dlq": resources.dlq_url},
+            # The existing bucket is gone with the moto server too: its objects are kept.
+            image_bucket=""
+            if resources.image_bucket == resources.bucket
+            else resources.image_bucket,
         )
         folder = DataFolder(config.data_folder)
         if config.fresh:
@@ -516,6 +536,23 @@ class LocalStack:
             if time.monotonic() > deadline:
                 raise StackError(f"ingestion did not finish within {timeout:.0f} s")
             time.sleep(0.25)
+
+
+def _prepare_existing_bucket(s3: Any, name: str) -> None:
+    """The user's bucket as ``ExistingBucketName`` expects it: there, with EventBridge
+    notifications on (README, "Your own bucket": the owner turns them on)."""
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    if name not in existing:
+        region = s3.meta.region_name
+        # us-east-1 refuses a LocationConstraint naming itself.
+        where = {} if region == "us-east-1" else {"LocationConstraint": region}
+        s3.create_bucket(Bucket=name, **({"CreateBucketConfiguration": where} if where else {}))
+    configuration = s3.get_bucket_notification_configuration(Bucket=name)
+    configuration.pop("ResponseMetadata", None)
+    # Kept beside it, as the README tells a user to (the call replaces the whole configuration).
+    s3.put_bucket_notification_configuration(
+        Bucket=name, NotificationConfiguration={**configuration, "EventBridgeConfiguration": {}}
+    )
 
 
 def _unavailable(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ created) or stand-ins named as CloudFormation names resources, minus its random 
     stack = StackTemplate(template, "imgsearch-local", "us-east-1", {"Stage": "local"})
     stack.functions()["QueryFunction"].environment["IMGSEARCH_TABLE"]  # imgsearch-local-Embe...
     stack.event_source_mapping("IngestQueue").batch_size                 # 10
-    stack.state_machine().substitutions["AlertsTopicArn"]                # {"Ref": "AlertsTopic"}
+    stack.state_machines()["IndexPipeline"].substitutions["AlertsTopicArn"]  # {"Ref": ...}
 """
 
 from __future__ import annotations
@@ -450,16 +450,18 @@ class StackTemplate:
             return target
         raise TemplateError("no function serves the HTTP API")
 
-    def state_machine(self) -> StateMachineSpec | None:
-        machines = resources_of_type(self.template, "AWS::Serverless::StateMachine")
-        if not machines:
-            return None
-        logical_id = next(iter(machines))
-        return StateMachineSpec(
-            logical_id=logical_id,
-            definition=self._definition_text(logical_id),
-            substitutions=dict(self.properties(logical_id).get("DefinitionSubstitutions") or {}),
-        )
+    def state_machines(self) -> dict[str, StateMachineSpec]:
+        """Logical id -> each ``AWS::Serverless::StateMachine``, in template order."""
+        return {
+            logical_id: StateMachineSpec(
+                logical_id=logical_id,
+                definition=self._definition_text(logical_id),
+                substitutions=dict(
+                    self.properties(logical_id).get("DefinitionSubstitutions") or {}
+                ),
+            )
+            for logical_id in resources_of_type(self.template, "AWS::Serverless::StateMachine")
+        }
 
     def _definition_text(self, logical_id: str) -> str:
         properties = self.template["Resources"][logical_id]["Properties"]

@@ -5,6 +5,7 @@ depths, ``indexes/current.json`` and when the next scheduled build runs::
 
     stats = collect(target, on_items=bar.update)     # bar: a progress bar over the scan
     stats.embedded, stats.pending, stats.queue_depth, stats.index_version
+    stats.images               # "s3://my-photos/images/": where the counted images are
     stats.as_dict()            # what ``imgsearch stats --json`` prints
 
 A large table costs a full scan; ``collect(target, approximate=True)`` reads DynamoDB's own item
@@ -64,6 +65,8 @@ class StackStats:
     next_build: NextBuild | None
     """The next scheduled pipeline run; ``None``: no schedule."""
     models: dict[str, ModelCounts]
+    images: str = ""
+    """``s3://<image bucket>/<prefix>``: the user's own bucket with ``ExistingBucketName``."""
     approximate: bool = False
     item_count: int | None = None
     """Every item of the table (``approximate`` only), as DynamoDB last counted them."""
@@ -223,6 +226,7 @@ def collect(
         index_age_seconds=_age_seconds(served_since, now) if served_since else None,
         next_build=next_build(target, now),
         models=models,
+        images=f"s3://{target.image_bucket}/{target.image_prefix}",
         approximate=approximate,
         item_count=item_count,
     )

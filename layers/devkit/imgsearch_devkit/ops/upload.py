@@ -2,10 +2,11 @@
 
 A file becomes ``<prefix><file name>``; a folder's image files keep their path relative to the
 folder, as ``aws s3 cp --recursive`` does. Uploads run on a few threads through boto3's managed
-transfer (multipart for large files)::
+transfer (multipart for large files). They go to the image bucket (``Target.image_bucket``: the
+user's own bucket when the stack was deployed with ``ExistingBucketName``, else the stack's)::
 
-    plan = plan_uploads([Path("photos"), Path("cat.jpg")], "images/")
-    upload(s3, "bucket", plan, on_done=lambda item: ...)
+    plan = plan_uploads([Path("photos"), Path("cat.jpg")], target.image_prefix)
+    upload(s3, target.image_bucket, plan, on_done=lambda item: ...)
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def upload(
     on_done: Callable[[UploadItem], None] | None = None,
     threads: int = 8,
 ) -> int:
-    """Upload every planned file; returns how many. The first failure is raised."""
+    """Upload every planned file to ``bucket`` (the image bucket); returns how many. The first
+    failure is raised."""
 
     def put(item: UploadItem) -> UploadItem:
         s3.upload_file(
