@@ -143,3 +143,15 @@ def fp32_bundle(cache: Path, threads: int, rebuild: bool = False) -> tuple[Path,
             force=True,
         )
     return checkpoint, fp32
+
+
+def int8_bundle(cache: Path, threads: int, rebuild: bool = False) -> Path:
+    """The int8 bundle of ``fp32_bundle``'s, in ``benchmarks/embed.py``'s cache layout (shared
+    with it), built once. Needs ``tools/`` on ``sys.path`` like ``fp32_bundle``."""
+    from quantize_bundle import quantize
+
+    _, fp32 = fp32_bundle(cache, threads, rebuild)
+    int8 = cache / "int8"
+    if rebuild or not (int8 / "model.json").is_file():
+        quantize(fp32, int8, threads=threads, force=True)
+    return int8

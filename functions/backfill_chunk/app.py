@@ -19,14 +19,20 @@ from imgsearch.core.aws import Clients
 from imgsearch.core.config import Settings
 from imgsearch.core.entry import Function, Handler, lambda_entry
 from imgsearch.ingest import Ingestor
+from imgsearch.ingest.models import Ingestors
 
 
 def build(settings: Settings, clients: Clients | None = None) -> Handler:
     function = Function.wire(settings, clients, "bucket", "table")
     clients = function.clients
     metrics = function.metrics
-    ingestor = Ingestor.from_settings(
-        settings, s3=clients.s3, dynamodb=clients.dynamodb, logger=function.logger
+    ingestors = Ingestors(
+        settings,
+        clients.s3,
+        clients.dynamodb,
+        default=Ingestor.from_settings(
+            settings, s3=clients.s3, dynamodb=clients.dynamodb, logger=function.logger
+        ),
     )
 
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -34,7 +40,7 @@ def build(settings: Settings, clients: Clients | None = None) -> Handler:
         if payload.error is not None:
             result = record_failure(settings, clients.s3, payload)
         else:
-            result = embed_chunk(settings, clients.s3, ingestor, payload)
+            result = embed_chunk(settings, clients.s3, ingestors.get(payload.model), payload)
         counts = {
             "BackfillImagesEmbedded": result.embedded,
             "BackfillImagesSkipped": sum(result.skipped.values()),
@@ -45,8 +51,6 @@ def build(settings: Settings, clients: Clients | None = None) -> Handler:
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
         return result.dump()
 
-    # Tests reach the ingestor (its model) of the handler they built.
-    handler.ingestor = ingestor  # type: ignore[attr-defined]
     return function.instrument(handler, metrics=True)
 
 

@@ -26,8 +26,8 @@ def build(settings: Settings, clients: Clients | None = None) -> Handler:
     store = EmbeddingStore(settings.table, clients.dynamodb)
 
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        force = parse_start_input(event)
-        manifest = take_snapshot(settings, clients.s3, store, force=force)
+        start = parse_start_input(event)
+        manifest = take_snapshot(settings, clients.s3, store, force=start.force, model=start.model)
         # Always one metric (no "No application metrics" warning before the first index serves).
         metrics.add_metric(name="SnapshotVectors", unit=MetricUnit.Count, value=manifest.count)
         age = index_age_seconds(manifest)

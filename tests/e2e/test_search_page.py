@@ -138,6 +138,34 @@ def test_searches_are_shareable_and_the_first_view_offers_examples(
     wait.until(lambda d: "q=" in d.current_url and "similar=" not in d.current_url)
 
 
+def test_the_first_view_shows_recent_images_under_the_examples(
+    seeded_stack: Seeded, browser: webdriver.Chrome
+) -> None:
+    wait = open_page(browser, seeded_stack)
+    wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#recent .result")))
+    cards = browser.find_elements(By.CSS_SELECTOR, "#recent .result")
+    keys = [card.get_attribute("data-key") for card in cards]
+    assert 0 < len(keys) <= 12 and len(set(keys)) == len(keys)
+    # Other tests upload images of their own: the seeded ones are in the stack's first index.
+    assert set(keys) & set(seeded_stack.scenes), keys
+    assert not browser.find_elements(By.CSS_SELECTOR, "#recent .score"), "no score: no query"
+    image = cards[0].find_element(By.TAG_NAME, "img")
+    wait.until(lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 0)
+    assert browser.execute_script("return getComputedStyle(arguments[0]).objectFit", image) == (
+        "contain"
+    )
+    examples = browser.find_element(By.ID, "examples")
+    recent = browser.find_element(By.ID, "recent")
+    assert recent.location["y"] >= examples.location["y"] + examples.size["height"]
+    # A search replaces the first view; going back to it shows the recent images again.
+    browser.find_element(By.CSS_SELECTOR, "#examples .example").click()
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#results .result")))
+    assert not recent.is_displayed()
+    browser.back()
+    wait.until(lambda d: d.find_element(By.ID, "recent").is_displayed())
+    assert not result_keys(browser)
+
+
 def test_a_bearer_token_is_kept_for_the_tab_and_sent(
     seeded_stack: Seeded, browser: webdriver.Chrome
 ) -> None:

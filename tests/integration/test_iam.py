@@ -48,6 +48,7 @@ OPERATIONS: dict[str, frozenset[str]] = {
     "put_object": frozenset({"s3:PutObject"}),
     "upload_file": frozenset({"s3:PutObject"}),
     "delete_objects": frozenset({"s3:DeleteObject"}),
+    "delete_object": frozenset({"s3:DeleteObject"}),
     "list_objects_v2": frozenset({"s3:ListBucket"}),
     "get_item": frozenset({"dynamodb:GetItem"}),
     "batch_get_item": frozenset({"dynamodb:BatchGetItem"}),
@@ -505,7 +506,7 @@ def test_the_analysis_sees_the_calls_it_should():
     """A canary for the analysis itself: calls known to exist are found, and reached through
     methods, factories and closures (not only module-level functions)."""
     embed = {c.operation for c in code_use("embed").calls}
-    assert {"get_object", "put_item", "batch_get_item", "query", "delete_item"} <= embed
+    assert {"get_object", "put_item", "batch_get_item", "query"} <= embed
     assert "scan" not in embed
     assert any(c.versioned for c in code_use("embed").calls)
     snapshot = {c.operation for c in code_use("snapshot").calls}
@@ -551,13 +552,13 @@ S3_GRANTS: dict[str, dict[str, set[str]]] = {
     # function -> S3 action -> the object ARNs (ListBucket: the s3:prefix values) it needs,
     # read from the code: which keys each step reads, writes, lists or deletes.
     "EmbedFunction": {
-        "s3:GetObject": {"images/*", "indexes/current.json"},
+        "s3:GetObject": {"images/*", "indexes/current.json", "models/*"},
         "s3:GetObjectVersion": {"images/*"},
-        "s3:ListBucket": {"images/*", "indexes/current.json"},
+        "s3:ListBucket": {"images/*", "indexes/current.json", "models/*"},
     },
     "QueryFunction": {
-        "s3:GetObject": {"images/*", "indexes/*"},
-        "s3:ListBucket": {"indexes/*"},
+        "s3:GetObject": {"images/*", "indexes/*", "models/*"},
+        "s3:ListBucket": {"indexes/*", "models/*"},
     },
     "SnapshotFunction": {
         "s3:GetObject": {"indexes/current.json"},
@@ -566,12 +567,12 @@ S3_GRANTS: dict[str, dict[str, set[str]]] = {
     },
     "BuildIndexFunction": {
         "s3:GetObject": {"snapshots/*"},
-        "s3:PutObject": {"indexes/*/index.usearch", "indexes/*/keys"},
+        "s3:PutObject": {"indexes/*/index.usearch", "indexes/*/keys", "indexes/*/recent.json"},
     },
     "ValidateIndexFunction": {
-        "s3:GetObject": {"indexes/*", "snapshots/*", "eval/golden.jsonl"},
+        "s3:GetObject": {"indexes/*", "snapshots/*", "eval/golden.jsonl", "models/*"},
         "s3:PutObject": {"indexes/*/report.json"},
-        "s3:ListBucket": {"indexes/*", "eval/golden.jsonl"},
+        "s3:ListBucket": {"indexes/*", "eval/golden.jsonl", "models/*"},
     },
     "PublishIndexFunction": {
         "s3:GetObject": {"indexes/*/report.json", "indexes/*/published.json"},
@@ -588,15 +589,21 @@ S3_GRANTS: dict[str, dict[str, set[str]]] = {
         "s3:PutObject": {"indexes/failures/*"},
     },
     "BackfillListFunction": {
-        "s3:GetObject": {"indexes/current.json"},
+        "s3:GetObject": {"indexes/current.json", "models/*/record.json"},
         "s3:PutObject": {"backfill/*/chunks/*", "backfill/*/chunks.json"},
-        "s3:ListBucket": {"images/*", "indexes/current.json"},
+        "s3:ListBucket": {"images/*", "indexes/current.json", "models/*"},
     },
     "BackfillChunkFunction": {
-        "s3:GetObject": {"images/*", "backfill/*/chunks/*", "indexes/current.json"},
+        "s3:GetObject": {"images/*", "backfill/*/chunks/*", "indexes/current.json", "models/*"},
         "s3:GetObjectVersion": {"images/*"},
         "s3:PutObject": {"backfill/*/results/*"},
         "s3:ListBucket": {"images/*", "backfill/*", "indexes/current.json"},
+    },
+    "ModelRolloutFunction": {
+        "s3:GetObject": {"models/*", "indexes/current.json"},
+        "s3:PutObject": {"models/*/record.json", "models/rollout.json"},
+        "s3:DeleteObject": {"models/rollout.json"},
+        "s3:ListBucket": {"models/*", "indexes/current.json"},
     },
     "BackfillReportFunction": {
         "s3:GetObject": {"backfill/*"},

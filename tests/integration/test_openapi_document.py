@@ -35,7 +35,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_every_operation_documents_its_answer_and_the_error_envelope(served: dict) -> None:
     operations = [(p, m, o) for p, item in served["paths"].items() for m, o in item.items()]
-    assert len(operations) == 5
+    assert len(operations) == 6  # three searches, /recent, /health, /version
     for path, method, operation in operations:
         responses = operation["responses"]
         ok = responses["200"]["content"]["application/json"]["schema"]

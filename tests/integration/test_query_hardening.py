@@ -117,17 +117,24 @@ def test_while_nothing_is_served_current_json_is_read_at_most_once_a_second(stac
     now = [100.0]
 
     class CountingS3:
+        """Counts the reads of current.json (a version's own files are read once, at load)."""
+
         def __getattr__(self, name):
-            if name == "get_object":
-                reads.append(now[0])
-            return getattr(stack.s3, name)
+            if name != "get_object":
+                return getattr(stack.s3, name)
+
+            def get_object(**request):
+                if request["Key"].endswith("current.json"):
+                    reads.append(now[0])
+                return stack.s3.get_object(**request)
+
+            return get_object
 
     server = IndexServer(
         CountingS3(),
         BUCKET,
         stack.settings.index,
-        stack.model_id,
-        stack.model.dim,
+        lambda model_id: stack.model,
         lambda current: DeletedKeys(stack.store, current.model, current.built_at, 0),
         clock=lambda: now[0],
     )

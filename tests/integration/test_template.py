@@ -284,7 +284,11 @@ def asl_states(states: dict[str, Any]):
 
 @pytest.mark.parametrize(
     ("machine", "asl"),
-    [("IndexPipeline", ASL), ("BackfillStateMachine", REPO / "statemachine" / "backfill.asl.json")],
+    [
+        ("IndexPipeline", ASL),
+        ("BackfillStateMachine", REPO / "statemachine" / "backfill.asl.json"),
+        ("ModelRolloutStateMachine", REPO / "statemachine" / "model_rollout.asl.json"),
+    ],
 )
 def test_every_state_machine_task_names_a_template_function(template, machine, asl):
     assert asl.is_file(), f"{asl.relative_to(REPO)} is missing; template.yaml deploys it"
@@ -305,6 +309,11 @@ def test_every_state_machine_task_names_a_template_function(template, machine, a
         if resource.startswith("arn:aws:states:::sns:"):
             topic = state["Parameters"]["TopicArn"]
             assert substitutions[topic.strip("${}")] == {"Ref": "AlertsTopic"}, name
+            continue
+        if resource.startswith("arn:aws:states:::states:startExecution"):
+            nested = state["Parameters"]["StateMachineArn"].strip("${}")
+            machine_ref = substitutions[nested]
+            assert machine_ref["Ref"] in template["Resources"], name
             continue
         if resource.startswith("arn:aws:states:::lambda:invoke"):
             resource = state["Parameters"]["FunctionName"]

@@ -30,6 +30,7 @@ TIERS = {
     "pipeline": 2,
     "query": 2,
     "backfill": 3,
+    "rollout": 3,
 }
 OUTSIDE_THE_IMAGE = {"imgsearch_devkit", "imgsearch_client"}
 """Distributions the Lambda image never installs."""

@@ -101,7 +101,7 @@ def test_a_call_past_its_deadline_stops_after_one_page_and_says_where(s3, demo_b
     ("options", "message"),
     [
         (BackfillOptions(prefix="other/"), "outside the image prefix"),
-        (BackfillOptions(model="clip-b32@1"), "the stack's functions run the bundle demo-clip@1"),
+        (BackfillOptions(model="clip-b32@1"), "nor a registered model"),
         (BackfillOptions(max_concurrency=9), "above the stack's limit 8"),
         (
             BackfillOptions(inventory=f"s3://{INVENTORY}/x/manifest.json"),

@@ -87,6 +87,10 @@ class Api(BaseHTTPRequestHandler):
         route = urlsplit(self.path).path
         if route in ("/search",) or route.endswith("/similar"):
             return self._answer(200, PAGE)
+        if route == "/recent":
+            image = {"key": "images/new.png", "id": "7", "updated_at": "2026-01-01T00:00:00Z",
+                     "url": "http://x/new"}  # fmt: skip
+            return self._answer(200, {"index_version": None, "k": 3, "results": [image]})
         if route == "/version":
             return self._answer(200, {"model": "demo-clip@1", "embedding_dim": 64,
                                       "index_version": PAGE["index_version"]})  # fmt: skip
@@ -139,6 +143,13 @@ def test_jwt_and_none(server: str) -> None:
         Client(server, auth=Bearer("stale")).version()
     Api.mode = "none"
     assert Client(server, auth=NoAuth()).version().model == "demo-clip@1"
+
+
+def test_recent_images(server: str) -> None:
+    page = Client(server).recent(k=3)
+    assert page.index_version is None and page.k == 3
+    assert [(r.key, r.id, r.url) for r in page.results] == [("images/new.png", "7", "http://x/new")]
+    assert Api.seen[-1]["path"] == "/recent?k=3"
 
 
 def test_throttled_calls_are_retried_then_raised(server: str) -> None:

@@ -130,10 +130,11 @@ def test_the_candidate_ttl_outlasts_a_run() -> None:
 
 
 def test_start_input() -> None:
-    assert parse_start_input({}) is False
-    assert parse_start_input({"force": True}) is True
-    assert parse_start_input({"trigger": "schedule"}) is False
-    assert parse_start_input(None) is False
+    assert parse_start_input({}).force is False
+    assert parse_start_input({"force": True}).force is True
+    assert parse_start_input({"trigger": "schedule"}).force is False
+    assert parse_start_input(None).force is False
+    assert parse_start_input({"model": "clip@2"}).model == "clip@2"
     with pytest.raises(ValueError, match='"force" must be true or false'):
         parse_start_input({"force": "yes"})
     with pytest.raises(ValueError, match="JSON object"):

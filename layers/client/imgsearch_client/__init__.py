@@ -12,13 +12,21 @@ results::
         hit.key, hit.score, hit.url
     api.search_image(open("cat.jpg", "rb").read())
     api.similar("images/cat.jpg")
+    api.recent(k=12).results[0].url                        # the newest images
     api.version().index_version
 """
 
 from imgsearch_client.auth import Auth, Bearer, Iam, NoAuth, auth_for
 from imgsearch_client.client import Client
 from imgsearch_client.errors import ApiError, AuthError, ClientError, Unreachable
-from imgsearch_client.models import Health, SearchPage, SearchResult, Version
+from imgsearch_client.models import (
+    Health,
+    RecentImage,
+    RecentPage,
+    SearchPage,
+    SearchResult,
+    Version,
+)
 
 __all__ = [
     "ApiError",
@@ -30,6 +38,8 @@ __all__ = [
     "Health",
     "Iam",
     "NoAuth",
+    "RecentImage",
+    "RecentPage",
     "SearchPage",
     "SearchResult",
     "Unreachable",

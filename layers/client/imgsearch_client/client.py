@@ -21,7 +21,7 @@ from urllib.request import Request, urlopen
 
 from imgsearch_client.auth import Auth, NoAuth
 from imgsearch_client.errors import ApiError, AuthError, Unreachable
-from imgsearch_client.models import Health, SearchPage, Version
+from imgsearch_client.models import Health, RecentPage, SearchPage, Version
 
 RETRIED = frozenset({429, 502, 503, 504})
 WANTS = {
@@ -76,6 +76,10 @@ class Client:
     def similar(self, key: str, k: int | None = None, cursor: str | None = None) -> SearchPage:
         path = f"/images/{quote(key, safe='')}/similar"
         return SearchPage.parse(self.request("GET", path, {"k": k, "cursor": cursor}))
+
+    def recent(self, k: int | None = None) -> RecentPage:
+        """The newest indexed images, newest first; none before the first index."""
+        return RecentPage.parse(self.request("GET", "/recent", {"k": k}))
 
     def health(self) -> Health:
         return Health.parse(self.request("GET", "/health"))

@@ -41,6 +41,37 @@ class SearchPage:
 
 
 @dataclass(frozen=True)
+class RecentImage:
+    key: str
+    id: str
+    updated_at: str
+    url: str
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> RecentImage:
+        return cls(data["key"], str(data["id"]), data["updated_at"], data["url"])
+
+
+@dataclass(frozen=True)
+class RecentPage:
+    """``GET /recent``: the newest images, newest first (``index_version`` None: no index)."""
+
+    index_version: str | None
+    k: int
+    results: list[RecentImage]
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> RecentPage:
+        return cls(
+            index_version=data.get("index_version"),
+            k=int(data["k"]),
+            results=[RecentImage.parse(r) for r in data.get("results", [])],
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
 class Health:
     status: str
     index_loaded: bool

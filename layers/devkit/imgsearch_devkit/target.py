@@ -51,6 +51,7 @@ STACK_OUTPUTS = {
     "DeadLetterQueueUrl": "dlq_url",
     "StateMachineArn": "state_machine_arn",
     "BackfillStateMachineArn": "backfill_arn",
+    "ModelRolloutStateMachineArn": "rollout_arn",
     "AlertsTopicArn": "alerts_topic_arn",
     "AuthMode": "auth_mode",
 }
@@ -110,6 +111,8 @@ class Target:
     state_machine_arn: str = ""
     backfill_arn: str = ""
     """The backfill state machine (``imgsearch backfill``)."""
+    rollout_arn: str = ""
+    """The model rollout state machine (``imgsearch model rollout``)."""
     alerts_topic_arn: str = ""
     api_url: str = ""
     aws_endpoint: str = ""

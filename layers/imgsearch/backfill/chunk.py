@@ -1,7 +1,7 @@
 """One Distributed Map child: embed one chunk manifest's objects with the embed function's code.
 
 ``Ingestor.backfill`` decides per object (``backfill_verdict``) and writes conditionally; here the
-objects that failed for a transient reason (throttling, timeouts) get more rounds with backoff,
+objects that failed (throttling, timeouts, any error) get more rounds with backoff,
 and the chunk's result is written to ``results/<chunk>.json`` whatever happened, so the report
 counts every object once::
 
@@ -14,6 +14,7 @@ writes the chunk's result with every object failed and the error, and the run go
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -32,7 +33,7 @@ from imgsearch.backfill.errors import BackfillError
 from imgsearch.backfill.layout import RunLayout
 from imgsearch.catalog.contract import read_object, write_object
 from imgsearch.core.config import Settings
-from imgsearch.ingest.pipeline import TRANSIENT, Ingestor, Outcome
+from imgsearch.ingest.pipeline import Ingestor, Outcome, Timings
 from imgsearch.pipeline.failure import describe_error
 
 logger = logging.getLogger(__name__)
@@ -71,20 +72,24 @@ def embed_chunk(
     label = f"chunk-{payload.item.chunk:06d}"
     pending = list(manifest.objects)
     settled: list[Outcome] = []
-    model_images = 0
+    phases = Timings()
     attempt = 0
     while pending:
         attempt += 1
         report = ingestor.backfill(pending, manifest.bucket, label, force=payload.force)
-        model_images += report.timings.model_images
-        retry = {o.key for o in report.outcomes if o.result == "failed" and o.reason == TRANSIENT}
+        for phase in dataclasses.fields(Timings):
+            total = getattr(phases, phase.name) + getattr(report.timings, phase.name)
+            setattr(phases, phase.name, total)
+        # Every failure gets its rounds, as the embed function's messages get SQS's: a
+        # throttle passes, and so may an error nobody foresaw (a 500 the SDK did not retry).
+        retry = {o.key for o in report.outcomes if o.result == "failed"}
         if attempt >= settings.backfill.attempts:
             retry = set()
         settled.extend(o for o in report.outcomes if o.key not in retry)
         pending = [obj for obj in pending if obj.key in retry]
         if pending:
             logger.warning(
-                "%s: %d objects failed transiently, round %d of %d",
+                "%s: %d objects failed, round %d of %d",
                 label,
                 len(pending),
                 attempt + 1,
@@ -95,8 +100,14 @@ def embed_chunk(
     result = result.model_copy(
         update={
             "attempts": attempt,
-            "model_images": model_images,
+            "model_images": phases.model_images,
             "seconds": round(time.monotonic() - started, 3),
+            "phase_seconds": {
+                "s3_read": round(phases.s3_read, 3),
+                "preprocess": round(phases.preprocess, 3),
+                "model": round(phases.model, 3),
+                "dynamodb": round(phases.dynamodb, 3),
+            },
         }
     )
     write_object(s3, settings.bucket, _layout(settings, payload).result(payload.item.chunk), result)

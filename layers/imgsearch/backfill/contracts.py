@@ -156,6 +156,9 @@ class Tally(Part):
     """The first ``FAILURES_KEPT`` failed keys with their errors."""
     model_images: int = 0
     seconds: float = 0.0
+    phase_seconds: dict[str, float] = Field(default_factory=dict)
+    """Where the time went: ``s3_read``, ``preprocess``, ``model``, ``dynamodb`` (summed over
+    a chunk's rounds; a run's report adds its chunks' up)."""
 
 
 class ChunkResult(Contract, Tally):

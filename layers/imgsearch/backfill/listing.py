@@ -35,6 +35,7 @@ from imgsearch.backfill.errors import BackfillError
 from imgsearch.backfill.layout import RunLayout
 from imgsearch.catalog.contract import write_object
 from imgsearch.catalog.current import read_current
+from imgsearch.catalog.registry import read_record
 from imgsearch.core.aws import is_not_found
 from imgsearch.core.config import Settings
 from imgsearch.core.keys import decode_event_key, is_image_key
@@ -62,10 +63,10 @@ def begin(
     bundle = bundle_model_id(settings.model.uri, s3, settings.model.cache_dir)
     current = read_current(s3, settings.bucket, settings.index.prefix)
     model = options.model or (current.model if current else bundle)
-    if model != bundle:
+    if model != bundle and read_record(s3, settings.bucket, model) is None:
         raise BackfillError(
-            f"cannot backfill with {model}: the stack's functions run the bundle {bundle}"
-            + ("" if options.model else " (the serving index's model is the default; pass model)")
+            f"cannot backfill with {model}: it is neither the functions' bundle ({bundle}) nor "
+            "a registered model (imgsearch model register)"
         )
     cap = settings.backfill.max_concurrency
     if options.max_concurrency > cap:

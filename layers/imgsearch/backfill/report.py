@@ -69,9 +69,11 @@ def write_report(
         results[chunk] = ChunkResult(chunk=chunk, objects=size, failed=size, failures=[failure])
     skipped: Counter[str] = Counter()
     quarantined: Counter[str] = Counter()
+    phases: Counter[str] = Counter()
     for result in results.values():
         skipped.update(result.skipped)
         quarantined.update(result.quarantined)
+        phases.update(result.phase_seconds)
     ordered = [results[n] for n in sorted(results)]
     failed = sum(r.failed for r in ordered)
     error = ""
@@ -96,6 +98,7 @@ def write_report(
         failed=failed,
         failures=[f for r in ordered for f in r.failures][:FAILURES_KEPT],
         model_images=sum(r.model_images for r in ordered),
+        phase_seconds={name: round(value, 3) for name, value in phases.items()},
         seconds=seconds,
         images_per_second=round(queued / seconds, 2) if seconds else 0.0,
         error=error,

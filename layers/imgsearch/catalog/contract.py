@@ -27,8 +27,8 @@ from pydantic import (
     field_validator,
 )
 
-from imgsearch.catalog.errors import ContractError
-from imgsearch.core.aws import is_not_found
+from imgsearch.catalog.errors import ContractError, WriteConflict
+from imgsearch.core.aws import error_code, is_not_found
 
 SCHEMA_VERSION = "1.0"
 """The version every model here writes; readers accept any ``1.x``."""
@@ -138,6 +138,42 @@ def read_object(s3: Any, bucket: str, key: str, model: type[C]) -> C | None:
     return model.parse_json(body.read())
 
 
+def read_with_etag(s3: Any, bucket: str, key: str, model: type[C]) -> C | None:
+    """``read_object``, with the ETag it was read with in the model's ``etag`` field: what a
+    conditional write back (``put_if``) needs."""
+    try:
+        response = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    found = model.parse_json(response["Body"].read())
+    return found.model_copy(update={"etag": response.get("ETag", "")})
+
+
 def write_object(s3: Any, bucket: str, key: str, contract: Contract) -> str:
     s3.put_object(Bucket=bucket, Key=key, Body=contract.to_json(), ContentType="application/json")
     return key
+
+
+CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
+"""What S3 answers a conditional ``PutObject`` that lost (412), or raced another (409)."""
+
+
+def put_if(s3: Any, bucket: str, key: str, contract: Contract, expected_etag: str | None) -> str:
+    """Write ``contract`` only if the object is still the one read (``expected_etag``; ``None``:
+    there must be none yet). Returns the new ETag; raises ``WriteConflict``."""
+    condition = {"IfMatch": expected_etag} if expected_etag else {"IfNoneMatch": "*"}
+    try:
+        response = s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=contract.to_json(),
+            ContentType="application/json",
+            **condition,
+        )
+    except ClientError as exc:
+        if error_code(exc) in CONFLICT_CODES:
+            raise WriteConflict(f"{key} changed since it was read") from exc
+        raise
+    return str(response.get("ETag", ""))

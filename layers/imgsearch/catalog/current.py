@@ -12,18 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
 from pydantic import Field
 
-from imgsearch.catalog.contract import Contract, Figure
-from imgsearch.catalog.errors import PublishConflict
+from imgsearch.catalog.contract import Contract, Figure, put_if, read_with_etag
+from imgsearch.catalog.errors import PublishConflict, WriteConflict
 from imgsearch.catalog.layout import CURRENT_FILE
-from imgsearch.core.aws import error_code, is_not_found
 
 __all__ = ["CurrentIndex", "PublishConflict", "read_current", "write_current"]
-
-CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
-"""What S3 answers a conditional ``PutObject`` that lost (412), or raced another (409)."""
 
 
 class CurrentIndex(Contract):
@@ -52,14 +47,7 @@ class CurrentIndex(Contract):
 
 
 def read_current(s3: Any, bucket: str, prefix: str = "indexes/") -> CurrentIndex | None:
-    try:
-        response = s3.get_object(Bucket=bucket, Key=prefix + CURRENT_FILE)
-    except ClientError as exc:
-        if is_not_found(exc):
-            return None
-        raise
-    current = CurrentIndex.parse_json(response["Body"].read())
-    return current.model_copy(update={"etag": response.get("ETag", "")})
+    return read_with_etag(s3, bucket, prefix + CURRENT_FILE, CurrentIndex)
 
 
 def write_current(
@@ -67,19 +55,9 @@ def write_current(
 ) -> str:
     """Replace ``current.json`` only if it is still the one read (``expected_etag``; ``None``
     means "there must be none yet"). Returns the new ETag; raises ``PublishConflict``."""
-    condition = {"IfMatch": expected_etag} if expected_etag else {"IfNoneMatch": "*"}
     try:
-        response = s3.put_object(
-            Bucket=bucket,
-            Key=prefix + CURRENT_FILE,
-            Body=current.to_json(),
-            ContentType="application/json",
-            **condition,
-        )
-    except ClientError as exc:
-        if error_code(exc) in CONFLICT_CODES:
-            raise PublishConflict(
-                f"{prefix}{CURRENT_FILE} changed since it was read (another run published)"
-            ) from exc
-        raise
-    return response.get("ETag", "")
+        return put_if(s3, bucket, prefix + CURRENT_FILE, current, expected_etag)
+    except WriteConflict as exc:
+        raise PublishConflict(
+            f"{prefix}{CURRENT_FILE} changed since it was read (another run published)"
+        ) from exc

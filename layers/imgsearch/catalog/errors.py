@@ -22,7 +22,11 @@ class PipelineError(ImgsearchError):
     """A step of the index pipeline, or a rollback, refused: the serving index is unchanged."""
 
 
-class PublishConflict(PipelineError):
+class WriteConflict(ImgsearchError):
+    """A conditional write lost: the object changed since it was read."""
+
+
+class PublishConflict(PipelineError, WriteConflict):
     """``current.json`` changed since it was read: another run published (or rolled back) first."""
 
 

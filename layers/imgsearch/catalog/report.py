@@ -18,6 +18,7 @@ from pydantic import Field, computed_field
 
 from imgsearch.catalog.contract import Contract, Figure, Part, read_object, write_object
 from imgsearch.catalog.layout import REPORT_FILE, SNAPSHOT_FILE, version_key
+from imgsearch.catalog.recent import RecentImage
 
 HASH_SCHEME = "sum-mod-2^128 of blake2b-128(id int64 LE || vector float16 LE)"
 
@@ -44,6 +45,9 @@ class SnapshotManifest(Contract):
     """Same embedding set as the serving index: the run can stop here."""
     reason: str = ""
     hash_scheme: str = HASH_SCHEME
+    recent: tuple[RecentImage, ...] = ()
+    """The newest ``IMGSEARCH_RECENT_IMAGES`` items scanned, newest first; Build writes them
+    to ``recent.json``. Empty in manifests written before the field existed."""
 
     @computed_field  # type: ignore[prop-decorator]
     @property

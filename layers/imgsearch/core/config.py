@@ -26,6 +26,8 @@ PREFIX = "IMGSEARCH_"
 DEMO_BUNDLE = Path("models") / "demo-clip"
 """Where the image holds the embedded demo bundle, relative to the task root."""
 LAMBDA_VCPU_MB = 1769
+MAX_RECENT_IMAGES = 200
+"""The most ``IMGSEARCH_RECENT_IMAGES`` may ask for: ~200 bytes each in the pipeline payloads."""
 """Lambda gives one full vCPU per 1,769 MB of memory, up to 6 at 10,240 MB."""
 
 T = TypeVar("T")
@@ -66,6 +68,21 @@ def one_of(*allowed: str) -> Parser:
         value = raw.lower()
         if value not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    return parse
+
+
+def up_to(limit: int) -> Parser:
+    """An integer from 0 (off) to ``limit``."""
+
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+        if not 0 <= value <= limit:
+            raise ConfigError(f"{name} must be between 0 and {limit}, got {value}")
         return value
 
     return parse
@@ -151,6 +168,9 @@ class IndexSettings:
     scan_segments: int = env("IMGSEARCH_SCAN_SEGMENTS", 4)
     cache_dir: str = env("IMGSEARCH_INDEX_CACHE_DIR", "/tmp/imgsearch/indexes")
     refresh_seconds: int = env("IMGSEARCH_INDEX_REFRESH_SECONDS", 60)
+    recent_images: int = env("IMGSEARCH_RECENT_IMAGES", 24, up_to(MAX_RECENT_IMAGES))
+    """How many of the newest images a snapshot records for the page's first view (``GET
+    /recent``); 0 records none. Bounded: they travel in the Step Functions payloads (256 KB)."""
 
 
 @dataclass(frozen=True)
@@ -211,6 +231,13 @@ class BackfillSettings:
 
 
 @dataclass(frozen=True)
+class RolloutSettings:
+    write_models_seconds: float = env("IMGSEARCH_WRITE_MODELS_SECONDS", 10.0)
+    """How often the embed function reads which models to write with (``current.json`` and
+    ``models/rollout.json``); a rollout waits three times this before it lists the bucket."""
+
+
+@dataclass(frozen=True)
 class ObservabilitySettings:
     """What Powertools' Logger and Metrics are named (the template sets both for every function)."""
 
@@ -238,6 +265,7 @@ class Settings:
     gate: GateSettings = field(default_factory=GateSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     backfill: BackfillSettings = field(default_factory=BackfillSettings)
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
 
     @classmethod
@@ -256,6 +284,7 @@ class Settings:
             gate=_read(GateSettings, env_),
             api=_read(ApiSettings, env_),
             backfill=_read(BackfillSettings, env_),
+            rollout=_read(RolloutSettings, env_),
             observability=_read(ObservabilitySettings, env_),
         )
         if not settings.image_bucket:

@@ -25,8 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import EphemeralMetrics
 
 from imgsearch.core.aws import Clients
 from imgsearch.core.config import Settings, running_on_lambda
@@ -39,7 +40,7 @@ Builder = Callable[[Settings, Clients | None], Handler]
 @dataclass(frozen=True)
 class Powertools:
     logger: Logger
-    metrics: Metrics
+    metrics: EphemeralMetrics
     tracer: Tracer
 
 
@@ -53,7 +54,9 @@ def powertools(settings: Settings) -> Powertools:
     copy_config_to_registered_loggers(source_logger=logger, include={LIBRARY_LOGGER})
     return Powertools(
         logger=logger,
-        metrics=Metrics(namespace=names.namespace, service=names.service),
+        # Each function's own metric set: Powertools' Metrics shares one per process, so two
+        # handlers in one process (the local stack, the tests) would flush each other's.
+        metrics=EphemeralMetrics(namespace=names.namespace, service=names.service),
         tracer=Tracer(service=names.service),
     )
 
@@ -76,7 +79,7 @@ class Function:
         return self.tools.logger
 
     @property
-    def metrics(self) -> Metrics:
+    def metrics(self) -> EphemeralMetrics:
         return self.tools.metrics
 
     def instrument(

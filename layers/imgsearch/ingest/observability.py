@@ -1,24 +1,27 @@
 """Metrics and per-message log lines of the embed function.
 
-Once per batch, ``log_batch`` logs the counts and the time per phase, and ``publish_metrics``
-adds the batch's figures to the handler's Powertools ``Metrics`` (flushed as EMF by
-``log_metrics``); per-reason counts go out as single metrics with a ``Reason`` dimension, next
-to the totals without it (alarms watch the totals, dashboards split by reason). Then, per SQS
-record, ``settle_message`` logs what happened with the S3 request id as correlation id and raises
-``MessageRetry`` for a message that must come back::
+Once per batch and model, ``log_batch`` logs the counts and the time per phase; for the
+serving model, ``publish_metrics`` adds the batch's figures to the handler's Powertools
+``Metrics`` (flushed as EMF by ``log_metrics``); per-reason counts go out as single metrics with
+a ``Reason`` dimension, next to the totals without it (alarms watch the totals, dashboards split
+by reason). Then, per SQS record, ``settle_message`` logs what happened (to each model, during a
+rollout) with the S3 request id as correlation id and raises ``MessageRetry`` for a message that
+must come back::
 
-    report = ingestor.process(messages)
-    log_batch(logger, report)
-    publish_metrics(metrics, report)
-    process_partial_response(event, lambda r: settle_message(logger, report, r.message_id), ...)
+    reports = [ingestor.process(messages) for ingestor in ingestors]   # serving model first
+    for report in reports:
+        log_batch(logger, report)
+    publish_metrics(metrics, reports[0])
+    process_partial_response(event, lambda r: settle_message(logger, reports, r.message_id), ...)
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
-from aws_lambda_powertools.metrics import Metrics, MetricUnit, single_metric
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, single_metric
 
 from imgsearch.ingest.pipeline import BatchReport
 
@@ -37,7 +40,7 @@ class MessageRetry(RuntimeError):
     """The message hit a transient (or unexpected) failure: SQS must deliver it again."""
 
 
-def publish_metrics(metrics: Metrics, report: BatchReport) -> None:
+def publish_metrics(metrics: EphemeralMetrics, report: BatchReport) -> None:
     results = Counter(o.result for o in report.outcomes)
     metrics.add_metric(name=BATCH_SIZE, unit=MetricUnit.Count, value=len(report.messages))
     metrics.add_metric(name=IMAGES_EMBEDDED, unit=MetricUnit.Count, value=results["embedded"])
@@ -81,6 +84,7 @@ def log_batch(logger: Any, report: BatchReport) -> None:
     logger.info(
         "batch processed",
         extra={
+            "model": report.model,
             "messages": len(report.messages),
             "results": dict(Counter(o.result for o in report.outcomes)),
             "model_images": timings.model_images,
@@ -93,25 +97,31 @@ def log_batch(logger: Any, report: BatchReport) -> None:
     )
 
 
-def settle_message(logger: Any, report: BatchReport, message_id: str) -> None:
-    """Log one message's outcomes under its correlation id; raise if it must be retried."""
-    message = next((m for m in report.messages if m.message_id == message_id), None)
+def settle_message(logger: Any, reports: Sequence[BatchReport], message_id: str) -> None:
+    """Log one message's outcomes under its correlation id; raise if it must be retried (for
+    any of the models: a redelivery is skipped where it was written already)."""
+    first = reports[0]
+    message = next((m for m in first.messages if m.message_id == message_id), None)
     logger.set_correlation_id(message.correlation_id if message else message_id)
-    outcomes = report.outcomes_for(message_id)
-    for outcome in outcomes:
-        extra = {"key": outcome.key, "message_id": message_id, "result": outcome.result}
-        if outcome.reason:
-            extra["reason"] = outcome.reason
-        if outcome.detail:
-            extra["detail"] = outcome.detail
-        if outcome.reused:
-            extra["reused"] = True
-        if outcome.result == "quarantined":
-            logger.warning("image quarantined", extra=extra)
-        elif outcome.result == "failed":
-            logger.warning("event failed, message goes back to the queue", extra=extra)
-        else:
-            logger.info(f"event {outcome.result}", extra=extra)
-    failed = [o for o in outcomes if o.result == "failed"]
+    failed = []
+    for report in reports:
+        outcomes = report.outcomes_for(message_id)
+        for outcome in outcomes:
+            extra = {"key": outcome.key, "message_id": message_id, "result": outcome.result}
+            if len(reports) > 1:
+                extra["model"] = report.model
+            if outcome.reason:
+                extra["reason"] = outcome.reason
+            if outcome.detail:
+                extra["detail"] = outcome.detail
+            if outcome.reused:
+                extra["reused"] = True
+            if outcome.result == "quarantined":
+                logger.warning("image quarantined", extra=extra)
+            elif outcome.result == "failed":
+                logger.warning("event failed, message goes back to the queue", extra=extra)
+            else:
+                logger.info(f"event {outcome.result}", extra=extra)
+        failed.extend(o for o in outcomes if o.result == "failed")
     if failed:
         raise MessageRetry(f"{len(failed)} event(s) failed: " + "; ".join(o.detail for o in failed))

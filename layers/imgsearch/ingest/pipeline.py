@@ -13,7 +13,7 @@ The steps, and why:
    an event whose sequencer is not newer than the item's is a duplicate or stale delivery and
    is dropped here: no S3 read, no model call, no write. This is the idempotency.
 3. Deletes write a tombstone (``status=deleted``, ``deleted_at``) with the delete's sequencer,
-   after removing the key's items of other models.
+   for every model that holds the key (the others first).
 4. Puts, ``batch_size`` at a time: read the objects concurrently (the exact version: ``VersionId``
    when the bucket is versioned, else ``If-Match`` on the event's ETag), hash them, reuse the
    vector of bytes already embedded (this batch, else the ``by-sha256`` index), and embed the
@@ -47,10 +47,9 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 from aws_lambda_powertools import Tracer
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from imgsearch.catalog.contract import Part
-from imgsearch.catalog.current import read_current
 from imgsearch.core.clock import now_iso
 from imgsearch.core.config import Settings
 from imgsearch.core.keys import image_id
@@ -147,6 +146,8 @@ class BatchReport:
     messages: list[Message]
     outcomes: list[Outcome]
     timings: Timings = field(default_factory=Timings)
+    model: str = ""
+    """The model the outcomes are of."""
 
     def outcomes_for(self, message_id: str) -> list[Outcome]:
         return [o for o in self.outcomes if o.message_id == message_id]
@@ -222,14 +223,14 @@ class Ingestor:
     def from_settings(
         cls, settings: Settings, s3: Any, dynamodb: Any, logger: logging.Logger | Any = None
     ) -> Ingestor:
-        """Load the configured bundle and check it against the serving index's model."""
+        """Load the configured bundle (``settings.model.uri``)."""
         model = ClipModel.load(
             settings.model.uri,
             threads=settings.model.threads,
             cache_dir=settings.model.cache_dir,
             s3_client=s3,
         )
-        ingestor = cls(
+        return cls(
             EmbeddingStore(settings.table, dynamodb),
             s3,
             model,
@@ -237,34 +238,9 @@ class Ingestor:
             batch_size=settings.model.batch_size,
             logger=logger,
         )
-        ingestor.check_serving_model(settings.bucket, settings.index.prefix)
-        return ingestor
-
-    def check_serving_model(self, bucket: str, index_prefix: str) -> str | None:
-        """The model named by ``current.json`` (None before the first index); warn on mismatch.
-
-        Embedding with a model other than the loaded bundle's is the model-rollout work that is
-        not built yet: until then the loaded bundle is used and the mismatch is logged.
-        """
-        if not bucket:
-            return None
-        try:
-            current = read_current(self.s3, bucket, index_prefix)
-        except (ClientError, BotoCoreError) as exc:  # not fatal: ingest works without it
-            self.log.warning(
-                "cannot read the serving index pointer",
-                extra={"error": error_code(exc) or type(exc).__name__},
-            )
-            return None
-        if current and current.model and current.model != self.model_id:
-            self.log.warning(
-                "serving index uses another model; embedding with the loaded bundle",
-                extra={"serving_model": current.model, "bundle_model": self.model_id},
-            )
-        return current.model if current else None
 
     def process(self, messages: Sequence[Message]) -> BatchReport:
-        report = BatchReport(list(messages), [])
+        report = BatchReport(list(messages), [], model=self.model_id)
         for message in messages:
             report.outcomes.extend(
                 Outcome(s.message_id, s.key, "skipped", s.reason, s.detail) for s in message.skipped
@@ -305,7 +281,7 @@ class Ingestor:
         """Embed the listed objects the table lacks (``backfill_verdict``); ``label`` names the
         work in outcomes (where an event's SQS message id goes). ``force`` also re-embeds what
         is already embedded, with a model call for each distinct image."""
-        report = BatchReport([], [])
+        report = BatchReport([], [], model=self.model_id)
         events = [
             ObjectEvent(
                 label,
@@ -358,23 +334,27 @@ class Ingestor:
 
     def _delete(self, work: _Work) -> Outcome:
         event = work.event
-        # Other models' items go first: if this fails, the tombstone is not written yet and the
-        # redelivered event does all of it again (a tombstone would make it look done).
+        now = now_iso()
+
+        def tombstone(model: str) -> EmbeddingRecord:
+            return EmbeddingRecord(
+                key=event.key,
+                model=model,
+                id=image_id(event.key),
+                status="deleted",
+                sequencer=event.sequencer,
+                updated_at=now,
+                deleted_at=now,
+                reason=event.event_name,
+            )
+
+        # Every model's item becomes a tombstone (a rollout's candidate, a model kept for a
+        # rollback: its index must hide the image too). Others go first: if this fails, this
+        # model's tombstone is not written yet and the redelivered event does all of it again.
         for model in self.store.models_for_key(event.key):
             if model != self.model_id:
-                self.store.delete(event.key, model)
-        now = now_iso()
-        tombstone = EmbeddingRecord(
-            key=event.key,
-            model=self.model_id,
-            id=image_id(event.key),
-            status="deleted",
-            sequencer=event.sequencer,
-            updated_at=now,
-            deleted_at=now,
-            reason=event.event_name,
-        )
-        if not self.store.put(tombstone):
+                self.store.put(tombstone(model))  # False: that model saw a newer event
+        if not self.store.put(tombstone(self.model_id)):
             return Outcome(event.message_id, event.key, "skipped", STALE, "lost a write race")
         return Outcome(event.message_id, event.key, "deleted")
 

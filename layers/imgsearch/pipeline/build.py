@@ -6,7 +6,8 @@ and expansion come from ``settings.index``, the metric and stored form of the ve
 float16 memmap, on every thread the function has::
 
     index = build_index(local.vectors, local.ids, settings.index, threads=6)
-    result = build_version(settings, s3, manifest)   # uploads indexes/<version>/index.usearch, keys
+    result = build_version(settings, s3, manifest)   # uploads indexes/<version>/index.usearch,
+                                                     # keys and recent.json
 
 The saved file carries its metric, scalar type and dimensions, so the query function opens it
 with ``Index.restore(path, view=True)`` and gets the same index back. ``BuildResult``, the
@@ -27,6 +28,7 @@ from usearch.index import Index
 from imgsearch.catalog.errors import PipelineError
 from imgsearch.catalog.keytable import KeyTable
 from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE, new_version, version_key
+from imgsearch.catalog.recent import RecentImages, write_recent
 from imgsearch.catalog.report import BuildResult, SnapshotManifest
 from imgsearch.core.clock import now_iso
 from imgsearch.core.config import IndexSettings, Settings
@@ -101,6 +103,13 @@ def build_version(
         keys_key = version_key(settings.index.prefix, version, KEYS_FILE)
         s3.upload_file(str(index_path), settings.bucket, index_key)
         s3.upload_file(str(keys_path), settings.bucket, keys_key)
+        # The page's first view: the snapshot's newest images, served with this version.
+        write_recent(
+            s3,
+            settings.bucket,
+            settings.index.prefix,
+            RecentImages(version=version, images=manifest.recent),
+        )
         result = BuildResult(
             version=version,
             index_key=index_key,

@@ -38,12 +38,16 @@ from imgsearch.catalog.report import BuildResult, SnapshotManifest
 
 
 class StartInput(Contract):
-    """The execution input: ``{}`` or ``{"force": true}`` (other fields are ignored)."""
+    """The execution input: ``{}``, ``{"force": true}`` or ``{"model": "clip@2", "force": true}``
+    (other fields are ignored)."""
 
     LABEL = "the execution input"
 
     force: Flag = False
     """Rebuild even when the embedding set is the serving index's."""
+    model: str = ""
+    """Index this model's embeddings instead of the serving one's (a rollout's candidate; it
+    is published only through the same gates, measured against the serving index)."""
 
 
 class BuildInput(Contract):

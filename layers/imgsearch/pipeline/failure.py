@@ -40,6 +40,9 @@ def describe_error(error: CaughtError) -> tuple[str, str, dict[str, Any] | None]
         return name, error.cause, None
     if isinstance(details, dict) and "errorMessage" in details:
         return name, str(details["errorMessage"]), details
+    if isinstance(details, dict) and "Error" in details and "Cause" in details:
+        # A nested execution that failed (startExecution.sync): its own error and cause.
+        return str(details["Error"]), str(details["Cause"]), details
     return name, error.cause, None
 
 

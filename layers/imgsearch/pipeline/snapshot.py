@@ -7,8 +7,9 @@ uploads them with ``snapshot.json`` under ``<snapshot_prefix><snapshot id>/``::
     vectors.f16    count x dim little-endian float16, row i belongs to ids[i] and keys[i]
     ids.i64        count little-endian int64 stable image ids
     keys.jsonl     count lines, one JSON string (the S3 key) each
-    snapshot.json  counts, dim, model and the content hash (``SnapshotManifest``, defined in
-                   ``imgsearch.catalog.report``: each version's report records it)
+    snapshot.json  counts, dim, model, the content hash and the newest images (``recent``, at
+                   most ``IMGSEARCH_RECENT_IMAGES``: ``pipeline.recent``) (``SnapshotManifest``,
+                   defined in ``imgsearch.catalog.report``: each version's report records it)
 
 Memory stays bounded by a page per segment whatever the table holds. The content hash is
 order-free (the sum, mod 2**128, of blake2b-128 over each item's id and float16 vector), so two
@@ -44,6 +45,7 @@ from imgsearch.core.clock import now_iso
 from imgsearch.core.config import Settings
 from imgsearch.model.bundle import bundle_model_id
 from imgsearch.pipeline.contracts import StartInput
+from imgsearch.pipeline.recent import NewestImages
 from imgsearch.store import EmbeddingRecord, EmbeddingStore
 
 logger = logging.getLogger(__name__)
@@ -58,15 +60,15 @@ class SnapshotError(PipelineError):
     """The table holds embeddings that cannot share one index."""
 
 
-def parse_start_input(event: Any) -> bool:
-    """The execution input (``StartInput``): ``{}`` or ``{"force": true}``; returns ``force``."""
+def parse_start_input(event: Any) -> StartInput:
+    """The execution input (``StartInput``): ``{}``, ``{"force": true}``, ``{"model": ...}``."""
     if event is None:
-        return False
+        return StartInput()
     if not isinstance(event, dict):
         raise ContractError(
             f'the execution input must be a JSON object such as {{"force": true}}, got {event!r}'
         )
-    return StartInput.parse(event).force
+    return StartInput.parse(event)
 
 
 def serving_model(settings: Settings, current: CurrentIndex | None, s3: Any) -> str:
@@ -79,8 +81,9 @@ def serving_model(settings: Settings, current: CurrentIndex | None, s3: Any) -> 
 class _SnapshotWriter:
     """Appends pages to the three files under one lock, so row i is the same item in each."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, recent: NewestImages | None = None) -> None:
         self.folder = folder
+        self.recent = recent
         self._lock = threading.Lock()
         self._vectors: IO[bytes] = (folder / VECTORS_FILE).open("wb")
         self._ids: IO[bytes] = (folder / IDS_FILE).open("wb")
@@ -114,6 +117,8 @@ class _SnapshotWriter:
             self._keys.write(keys)
             self.count += len(rows)
             self.hash_sum = (self.hash_sum + page_hash) & _HASH_MASK
+            if self.recent is not None:
+                self.recent.add(rows)
 
     def close(self) -> None:
         for handle in (self._vectors, self._ids, self._keys):
@@ -125,10 +130,18 @@ class _SnapshotWriter:
 
 
 def scan_to_folder(
-    store: EmbeddingStore, model: str, folder: Path, segments: int, page_size: int = 1000
+    store: EmbeddingStore,
+    model: str,
+    folder: Path,
+    segments: int,
+    page_size: int = 1000,
+    recent: NewestImages | None = None,
 ) -> tuple[int, int, str]:
-    """Scan the ``ok`` items of ``model`` into ``folder``: returns (count, dim, content hash)."""
-    writer = _SnapshotWriter(folder)
+    """Scan the ``ok`` items of ``model`` into ``folder``: returns (count, dim, content hash).
+
+    ``recent``, when given, is fed every item written (the newest images, for ``recent.json``).
+    """
+    writer = _SnapshotWriter(folder, recent)
     progress_lock = threading.Lock()
     pages = 0
 
@@ -171,16 +184,21 @@ def take_snapshot(
     store: EmbeddingStore,
     force: bool = False,
     workdir: str | None = None,
+    model: str = "",
 ) -> SnapshotManifest:
-    """Scan the table; upload the snapshot unless it equals the serving index's (and not forced)."""
+    """Scan the table for ``model`` (default: the serving one); upload the snapshot unless it
+    equals the serving index's (and not forced)."""
     current = read_current(s3, settings.bucket, settings.index.prefix)
-    model = serving_model(settings, current, s3)
+    model = model or serving_model(settings, current, s3)
     snapshot_id = new_version()
     prefix = f"{settings.index.snapshot_prefix}{snapshot_id}/"
     segments = settings.index.scan_segments
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=workdir) as folder:
-        count, dim, content_hash = scan_to_folder(store, model, Path(folder), segments)
+        recent = NewestImages(settings.index.recent_images)
+        count, dim, content_hash = scan_to_folder(
+            store, model, Path(folder), segments, recent=recent
+        )
         manifest = SnapshotManifest(
             snapshot_id=snapshot_id,
             prefix=prefix,
@@ -193,6 +211,7 @@ def take_snapshot(
             taken_at=now_iso(),
             serving_version=current.version if current else "",
             serving_etag=current.etag if current else "",
+            recent=recent.images(),
         )
         logger.info(
             "snapshot: %d items of %s (dim %d) in %.1f s", count, model, dim, manifest.scan_seconds

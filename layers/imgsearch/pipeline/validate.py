@@ -50,6 +50,7 @@ from imgsearch.catalog.contract import Figure
 from imgsearch.catalog.errors import PipelineError
 from imgsearch.catalog.keytable import KeyTable
 from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE
+from imgsearch.catalog.registry import bundle_uri, read_record
 from imgsearch.catalog.report import (
     AnnFigures,
     BuildResult,
@@ -68,6 +69,7 @@ from imgsearch.core.config import GateSettings, IndexSettings, Settings
 from imgsearch.core.keys import image_id
 from imgsearch.core.vectors import l2_normalise, prepare
 from imgsearch.eval.metrics import score_rankings
+from imgsearch.model.bundle import bundle_model_id
 from imgsearch.pipeline.contracts import ValidationOutcome
 from imgsearch.pipeline.snapshot import LocalSnapshot
 
@@ -363,11 +365,19 @@ def serving_report(settings: Settings, s3: Any, manifest: SnapshotManifest) -> I
     return read_report(s3, settings.bucket, settings.index.prefix, manifest.serving_version)
 
 
-def default_text_encoder(settings: Settings, s3: Any) -> TextEncoder:
+def default_text_encoder(settings: Settings, s3: Any, model_id: str) -> TextEncoder:
+    """The text tower of ``model_id``: the configured bundle's, else a registered model's (a
+    rollout's candidate). Neither: the configured one, and the query_model gate fails."""
     from imgsearch.model import ClipModel
 
+    uri = settings.model.uri
+    if (
+        bundle_model_id(uri, s3, settings.model.cache_dir) != model_id
+        and read_record(s3, settings.bucket, model_id) is not None
+    ):
+        uri = bundle_uri(settings.bucket, model_id)
     return ClipModel.load(
-        settings.model.uri,
+        uri,
         threads=settings.model.threads,
         cache_dir=settings.model.cache_dir,
         s3_client=s3,
@@ -379,7 +389,7 @@ def validate_version(
     s3: Any,
     manifest: SnapshotManifest,
     build: BuildResult,
-    text_encoder: Callable[[Settings, Any], TextEncoder] = default_text_encoder,
+    text_encoder: Callable[[Settings, Any, str], TextEncoder] = default_text_encoder,
     workdir: str | None = None,
 ) -> ValidationOutcome:
     """Measure ``build.version``, write its ``report.json``, return whether every gate passed."""
@@ -402,7 +412,7 @@ def validate_version(
         probes = noisy_queries(local.vectors, local.ids, gate.sample_queries, rng)
         text_vectors = None
         if golden is not None:
-            encoder = text_encoder(settings, s3)
+            encoder = text_encoder(settings, s3, manifest.model)
             if encoder.model_id != manifest.model:
                 gates.append(
                     Gate(
@@ -411,7 +421,7 @@ def validate_version(
                         value=encoder.model_id,
                         op="==",
                         threshold=manifest.model,
-                        detail="the configured bundle would embed queries with another model",
+                        detail="no bundle of the index's model: queries would use another one",
                     )
                 )
             else:

@@ -1,9 +1,9 @@
 """Text, image and similar-image search over the served index, one page at a time.
 
-``SearchEngine`` turns a query into a unit vector (text embeddings of recent queries are cached),
-searches the served version, drops keys deleted since it was built, and pages with
-``imgsearch.query.cursor``. Each search checks its input first and only then asks ``serving``
-for the served version, so bad input gets its 4xx whether or not an index is served::
+``SearchEngine`` turns a query into a unit vector with the served version's model (text
+embeddings of recent queries are cached per model), searches the served version, drops keys
+deleted since it was built, and pages with ``imgsearch.query.cursor``. Bad input gets its 4xx
+whether or not an index is served (``serving`` raises ``NoIndex``, HTTP 503, when none is)::
 
     engine = SearchEngine(model, store, ImageLimits(...), cache_size=256)
     page = engine.text(server.require, "two red circles", k=20, cursor=None, min_score=None)
@@ -113,14 +113,20 @@ class SearchEngine:
         cache_size: int = 256,
     ) -> None:
         self.model = model
+        """The function's own model: it checks query images while no index is served."""
         self.store = store
         self.limits = limits
         self._text_vector = functools.lru_cache(maxsize=cache_size)(self._encode_text)
 
-    def _encode_text(self, text: str) -> np.ndarray:
-        vector = self.model.encode_text([text])[0]
+    @staticmethod
+    def _encode_text(model: ClipModel, text: str) -> np.ndarray:
+        vector = model.encode_text([text])[0]
         vector.setflags(write=False)  # shared by every hit of the cache
         return vector
+
+    def forget_texts(self) -> None:
+        """Drop the cached text embeddings (after a swap: they hold the old model alive)."""
+        self._text_vector.cache_clear()
 
     def text(
         self, serving: Serving, q: str, k: int, cursor: str | None, min_score: float | None
@@ -135,7 +141,7 @@ class SearchEngine:
             )
         after = _parse(cursor)
         served = serving()
-        vector = self._text_vector(text)
+        vector = self._text_vector(served.model, text)
         served.deleted.refresh_if_stale()
         return self.search(served, vector, fingerprint("text", text), k, after, min_score)
 
@@ -143,14 +149,21 @@ class SearchEngine:
         self, serving: Serving, data: bytes, k: int, cursor: str | None, min_score: float | None
     ) -> Page:
         after = _parse(cursor)
-        try:  # decoding is the input check: the image tower runs only once an index is served
-            pixels = preprocess(data, self.model.manifest, self.limits)
-        except ImageError as exc:
-            raise _refusal(exc, self.limits) from exc
-        served = serving()
-        vector = self.model.encode_images([pixels])[0]
+        try:
+            served = serving()
+        except NoIndex:  # bad input is a 4xx whether or not an index is served
+            self._pixels(data, self.model)
+            raise
+        vector = served.model.encode_images([self._pixels(data, served.model)])[0]
         served.deleted.refresh_if_stale()
         return self.search(served, vector, fingerprint("image", data), k, after, min_score)
+
+    def _pixels(self, data: bytes, model: ClipModel) -> np.ndarray:
+        """Decoding is the input check, with the model's own preprocessing."""
+        try:
+            return preprocess(data, model.manifest, self.limits)
+        except ImageError as exc:
+            raise _refusal(exc, self.limits) from exc
 
     def similar(
         self, serving: Serving, key: str, k: int, cursor: str | None, min_score: float | None

@@ -2,7 +2,7 @@
 
 ``SearchService.from_settings`` loads the model bundle and the serving index (when one is
 published) before the first request, so no request pays for either. The HTTP routes call its
-five operations and nothing else; each checks for a newer index when due (see
+six operations and nothing else; each checks for a newer index when due (see
 ``IndexServer.refresh_if_due``), each search checks its input before it requires the served
 version, and answers with presigned image URLs::
 
@@ -10,6 +10,7 @@ version, and answers with presigned image URLs::
     first = service.text("two red circles", k=20)   # SearchResponse, or NoIndex (HTTP 503)
     service.text("two red circles", k=20, cursor=first.next_cursor)
     service.similar("images/cat.jpg", k=20)
+    service.recent(k=12)                            # the newest images: the page's first view
     service.health()                                # Health: no model or index work
     service.refresh_now()                           # current.json changed: serve it at once
 """
@@ -28,7 +29,15 @@ from imgsearch.core.config import Settings
 from imgsearch.model import ClipModel, ImageLimits
 from imgsearch.query.deletions import DeletedKeys, tombstones_since
 from imgsearch.query.engine import Page, SearchEngine
-from imgsearch.query.http.models import Health, SearchResponse, SearchResult, VersionResponse
+from imgsearch.query.http.models import (
+    Health,
+    RecentResponse,
+    RecentResult,
+    SearchResponse,
+    SearchResult,
+    VersionResponse,
+)
+from imgsearch.query.models import QueryModels
 from imgsearch.query.presign import Presigner
 from imgsearch.query.serving import IndexServer, Served
 from imgsearch.store import EmbeddingStore
@@ -40,10 +49,12 @@ QUERY_AWS_CONFIG = Config(
 
 
 class SearchService:
-    """Text, image and similar-image search, health and version, over the served index.
+    """Text, image and similar-image search, recent images, health and version, over the
+    served index.
 
-    ``engine``, ``server`` and ``model`` are its parts, open to tests and benchmarks; the routes
-    use the methods below only."""
+    ``engine``, ``server``, ``models`` and ``model`` (the function's own bundle; the served
+    version's model, ``server.served.model``, embeds the queries) are its parts, open to tests
+    and benchmarks; the routes use the methods below only."""
 
     def __init__(
         self,
@@ -71,8 +82,19 @@ class SearchService:
             since = tombstones_since(current.built_at)
             return DeletedKeys(store, current.model, since, api.deleted_refresh_seconds)
 
+        self.models = QueryModels(settings, s3, default=model)
+
+        def swapped(served: Served) -> None:
+            self.models.keep(served.current.model)
+            self.engine.forget_texts()
+
         self.server = IndexServer(
-            s3, settings.bucket, settings.index, model.model_id, model.dim, deletions
+            s3,
+            settings.bucket,
+            settings.index,
+            self.models.get,
+            deletions,
+            on_swap=swapped,
         )
         # Results link to the images where they are: the stack's bucket or the user's own.
         images = settings.image_bucket or settings.bucket
@@ -119,6 +141,30 @@ class SearchService:
         """Images like the stored image ``key``, itself left out (NotFound if unknown)."""
         return self._respond(self.engine.similar(self._serving, key, k, cursor, min_score), k)
 
+    def recent(self, k: int) -> RecentResponse:
+        """The ``k`` newest images of the served version's snapshot, newest first, without
+        those deleted since (as searches hide them); none before the first publish (no 503:
+        the page asks for them on its first view) or for a version built without them."""
+        self.server.refresh_if_due()
+        served = self.server.served
+        if served is None:
+            return RecentResponse(index_version=None, k=k, results=[])
+        served.deleted.refresh_if_stale()
+        kept = [image for image in served.recent if image.key not in served.deleted][:k]
+        return RecentResponse(
+            index_version=served.version,
+            k=k,
+            results=[
+                RecentResult(
+                    key=image.key,
+                    id=str(image.id),
+                    updated_at=image.updated_at,
+                    url=self.presign(image.key),
+                )
+                for image in kept
+            ],
+        )
+
     def health(self) -> Health:
         """Whether an index is served; no model or index work (while nothing is served, it
         reads ``current.json`` at most once a second, as every operation does)."""
@@ -128,7 +174,7 @@ class SearchService:
             status="ok" if served else "no_index",
             index_loaded=served is not None,
             index_version=served.version if served else None,
-            model=self.model.model_id,
+            model=served.current.model if served else self.model.model_id,
         )
 
     def version(self) -> VersionResponse:
@@ -137,8 +183,8 @@ class SearchService:
         served = self.server.served
         current = served.current if served else None
         return VersionResponse(
-            model=self.model.model_id,
-            embedding_dim=self.model.dim,
+            model=served.current.model if served else self.model.model_id,
+            embedding_dim=served.model.dim if served else self.model.dim,
             index_version=current.version if current else None,
             built_at=current.built_at if current else None,
             published_at=(current.published_at or None) if current else None,

@@ -1,7 +1,10 @@
 """The served index: one published version, loaded whole, swapped atomically for a newer one.
 
-A ``Served`` holds everything a search needs from one version — the memory-mapped usearch index,
-the id -> key table, ``current.json`` and the keys deleted since it was built. ``IndexServer``
+A ``Served`` holds everything a search needs from one version — the model that embeds its queries
+(the one ``current.json`` names, loaded before the swap: model and index change together), the
+memory-mapped usearch index,
+the id -> key table, ``current.json``, the keys deleted since it was built and the newest images
+of its snapshot (``recent.json``; none for a version built before it existed). ``IndexServer``
 loads the version that ``current.json`` names at init, then, at most every ``refresh_seconds``,
 checks ``current.json`` again in a background thread (while nothing is served, in the request
 itself, at most once a second, so the first index is served as soon as it is published); a new
@@ -10,7 +13,7 @@ directory, opened with ``view`` (memory-mapped, nothing parsed), checked, and on
 the old one in a single reference assignment. Requests in flight keep the ``Served`` they
 started with. A version that cannot be used is logged and skipped; the old one keeps serving::
 
-    server = IndexServer(s3, bucket, settings.index, model_id="demo-clip@1", dim=64,
+    server = IndexServer(s3, bucket, settings.index, models=QueryModels(...).get,
                          deletions=lambda current: DeletedKeys(store, ...))
     server.refresh()                 # at init: None before the first publish
     served = server.require()        # raises NoIndex (HTTP 503) when nothing is served
@@ -33,11 +36,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from usearch.index import Index
 
 from imgsearch.catalog.current import CurrentIndex, read_current
+from imgsearch.catalog.errors import ContractError
 from imgsearch.catalog.keytable import KeyTable
 from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE, version_key
+from imgsearch.catalog.recent import RecentImage, read_recent
 from imgsearch.core.aws import is_not_found
 from imgsearch.core.config import IndexSettings
 from imgsearch.core.errors import ImgsearchError
+from imgsearch.model import ClipModel
 from imgsearch.query.deletions import DeletedKeys
 from imgsearch.query.errors import NoIndex
 
@@ -62,10 +68,25 @@ class Served:
     keys: KeyTable
     deleted: DeletedKeys
     directory: Path
+    model: ClipModel
+    """Embeds this version's queries: the model its vectors were made with."""
+    recent: tuple[RecentImage, ...] = ()
+    """The snapshot's newest images, newest first (deleted ones included: callers filter)."""
 
     @property
     def version(self) -> str:
         return self.current.version
+
+
+def load_recent(s3: Any, bucket: str, prefix: str, version: str) -> tuple[RecentImage, ...]:
+    """A version's ``recent.json`` images; none when it has no such file, or a broken one (the
+    first view loses its pictures, searches are unaffected). S3 errors propagate: transient."""
+    try:
+        recent = read_recent(s3, bucket, prefix, version)
+    except ContractError as exc:
+        logger.warning("index %s: recent.json ignored: %s", version, exc)
+        return ()
+    return recent.images if recent is not None else ()
 
 
 def download_version(
@@ -95,20 +116,21 @@ def download_version(
 def open_version(
     current: CurrentIndex,
     directory: Path,
-    model_id: str,
-    dim: int,
+    model: ClipModel,
     expansion_search: int,
     deleted: DeletedKeys,
+    recent: tuple[RecentImage, ...] = (),
 ) -> Served:
     """Open downloaded files without reading them whole, and check that they fit together.
 
     The index searches at the effort Validate chose for it (``current.expansion_search``), or
     at ``expansion_search`` for a version published before Validate chose one."""
-    if current.model != model_id:
+    if current.model != model.model_id:
         raise BrokenVersion(
             f"index {current.version} was built with model {current.model}, "
-            f"but this function embeds queries with {model_id}"
+            f"but the model loaded for it is {model.model_id}"
         )
+    dim = model.dim
     try:
         index = Index.restore(str(directory / INDEX_FILE), view=True)
         keys = KeyTable.open(directory / KEYS_FILE)
@@ -126,7 +148,7 @@ def open_version(
         )
     index.expansion_search = current.expansion_search or expansion_search
     deleted.refresh()
-    return Served(current, index, keys, deleted, directory)
+    return Served(current, index, keys, deleted, directory, model, recent)
 
 
 class IndexServer:
@@ -137,18 +159,19 @@ class IndexServer:
         s3: Any,
         bucket: str,
         settings: IndexSettings,
-        model_id: str,
-        dim: int,
+        models: Callable[[str], ClipModel],
         deletions: Callable[[CurrentIndex], DeletedKeys],
         clock: Callable[[], float] = time.monotonic,
+        on_swap: Callable[[Served], None] = lambda served: None,
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.settings = settings
-        self.model_id = model_id
-        self.dim = dim
+        self._models = models
+        """Model id -> the loaded model (``BrokenVersion`` for one that cannot be loaded)."""
         self._deletions = deletions
         self._clock = clock
+        self._on_swap = on_swap
         self._served: Served | None = None
         self._problem = "no index has been published yet"
         self._broken: set[str] = set()
@@ -195,10 +218,10 @@ class IndexServer:
             fresh = open_version(
                 current,
                 directory,
-                self.model_id,
-                self.dim,
+                self._models(current.model),
                 self.settings.expansion_search,
                 self._deletions(current),
+                load_recent(self.s3, self.bucket, prefix, current.version),
             )
         except BrokenVersion as exc:
             self._broken.add(current.version)
@@ -215,6 +238,7 @@ class IndexServer:
         except (ClientError, BotoCoreError) as exc:  # transient: try again at the next check
             raise DownloadFailed(f"download of index {current.version} failed: {exc}") from exc
         self._served = fresh  # the swap: one reference, requests in flight keep the old one
+        self._on_swap(fresh)
         logger.info(
             "serving index version",
             extra={

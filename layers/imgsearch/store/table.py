@@ -111,11 +111,6 @@ class EmbeddingStore:
         )
         return [item["model"]["S"] for item in response.get("Items", [])]
 
-    def delete(self, key: str, model: str) -> None:
-        self.client.delete_item(
-            TableName=self.table, Key={"key": {"S": key}, "model": {"S": model}}
-        )
-
     def find_by_sha256(self, sha256: str, model: str) -> EmbeddingRecord | None:
         """An ``ok`` record of the same bytes under any key (the GSI is eventually consistent)."""
         response = self.client.query(

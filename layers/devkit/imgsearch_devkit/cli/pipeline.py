@@ -95,6 +95,22 @@ def state_events(sfn: Any, execution: str) -> Iterator[dict[str, Any]]:
         time.sleep(POLL_SECONDS)
 
 
+def follow_states(
+    sfn: Any, execution: str, quiet: bool
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Print each state as it finishes (unless ``quiet``); the end (``describe_execution``) and
+    the states."""
+    states: list[dict[str, Any]] = []
+    for event in state_events(sfn, execution):
+        if "end" in event:
+            return event["end"], states
+        states.append(event)
+        if not quiet:
+            mark = "!" if event["retried_or_caught"] else "ok"
+            print(f"  {mark:<2} {event['state']:<16} {event['seconds']:7.1f} s", flush=True)
+    raise AssertionError("state_events always ends with the run's end")
+
+
 def _summary(target: Target, output: dict[str, Any]) -> str:
     """What a succeeded run did: its output is a ``SkippedRun`` or the final ``RunState``."""
     if output.get("status") == "skipped":
@@ -144,16 +160,8 @@ def run_pipeline(args: argparse.Namespace) -> int:
         return 0
     if not args.json:
         print(f"started {execution}")
-    states: list[dict[str, Any]] = []
     try:
-        for event in state_events(sfn, execution):
-            if "end" in event:
-                end = event["end"]
-                break
-            states.append(event)
-            if not args.json:
-                mark = "!" if event["retried_or_caught"] else "ok"
-                print(f"  {mark:<2} {event['state']:<16} {event['seconds']:7.1f} s", flush=True)
+        end, states = follow_states(sfn, execution, quiet=args.json)
         output = json.loads(end.get("output") or "{}")
         result.update(status=end["status"], states=states, output=output)
         if end["status"] == "SUCCEEDED":

@@ -226,12 +226,47 @@ def execution_names() -> Iterator[None]:
 
 
 @contextmanager
+def nested_executions() -> Iterator[None]:
+    """``arn:aws:states:::states:startExecution.sync:2`` tasks (the model rollout nests the
+    backfill and the index pipeline): moto's interpreter passes the ASL's ``StateMachineArn``,
+    ``Input``, ``Name`` to boto3 as they are, where botocore knows ``stateMachineArn``, ...,
+    and reads boto3's ``executionArn``, ``output``, ... as ``ExecutionArn``, ``Output``, ...
+    as the service's task results name them: every such task fails with ``States.Runtime``.
+    Both directions are mended here, at the one class that does this integration."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_sfn as sfn,
+    )
+
+    task = sfn.StateTaskServiceSfn
+    originals = (task._normalise_parameters, task._normalise_response)
+
+    # Called with keywords (``parameters=``, ``response=``), so the names stay moto's.
+    def to_boto(self: Any, parameters: dict[str, Any], **kwargs: Any) -> None:
+        originals[0](self, parameters, **kwargs)
+        for name in [n for n in parameters if n[:1].isupper()]:
+            parameters[name[0].lower() + name[1:]] = parameters.pop(name)
+
+    def from_boto(self: Any, response: Any, **kwargs: Any) -> None:
+        originals[1](self, response, **kwargs)
+        if isinstance(response, dict):
+            for name in [n for n in response if n[:1].islower()]:
+                response[name[0].upper() + name[1:]] = response.pop(name)
+
+    task._normalise_parameters, task._normalise_response = to_boto, from_boto  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        task._normalise_parameters, task._normalise_response = originals  # type: ignore[method-assign]
+
+
+@contextmanager
 def moto_fixes() -> Iterator[None]:
     with ExitStack() as stack:
         stack.enter_context(s3_event_sequencers())
         stack.enter_context(delete_marker_events())
         stack.enter_context(eventbridge_s3_events())
         stack.enter_context(execution_names())
+        stack.enter_context(nested_executions())
         yield
 
 

@@ -37,6 +37,7 @@ from imgsearch_devkit.local.template import (
 
 INDEX_PIPELINE = "IndexPipeline"
 BACKFILL = "BackfillStateMachine"
+ROLLOUT = "ModelRolloutStateMachine"
 """The template's state machines, by logical id."""
 
 
@@ -60,6 +61,8 @@ class LocalResources:
     """The index pipeline ("" if the template has none)."""
     backfill_arn: str = ""
     """The backfill state machine ("" if the template has none)."""
+    rollout_arn: str = ""
+    """The model rollout state machine ("" if the template has none)."""
     image_bucket: str = ""
     """Where the images are: ``bucket`` (its S3 -> SQS notification), or the existing bucket
     the template's EventBridge rule forwards events from (``ExistingBucketName``)."""
@@ -227,6 +230,7 @@ def _describe(stack: StackTemplate, sqs: Any) -> LocalResources:
         api_function=stack.api_function(),
         state_machine_arn=resolve.ref(INDEX_PIPELINE) if INDEX_PIPELINE in machines else "",
         backfill_arn=resolve.ref(BACKFILL) if BACKFILL in machines else "",
+        rollout_arn=resolve.ref(ROLLOUT) if ROLLOUT in machines else "",
         template=stack,
         image_bucket=route.bucket,
     )

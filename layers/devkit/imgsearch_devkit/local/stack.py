@@ -74,6 +74,8 @@ DEFAULT_STACK_NAME = "imgsearch-local"
 DEFAULT_PARAMETERS = {"Stage": "local"}
 POINTER_POLL_SECONDS = 0.25
 """How often the local stack looks at ``current.json`` on the query function's behalf."""
+WRITE_MODELS_SECONDS = 1
+"""How often the local embed function reads which models to write with."""
 SCHEDULE_INPUT = '{"trigger": "schedule"}'
 """What the template's EventBridge schedule sends (``IndexPipeline.Events.Rebuild.Input``)."""
 
@@ -312,6 +314,7 @@ class LocalStack:
             dlq_url=resources.dlq_url,
             state_machine_arn=state_machine_arn,
             backfill_arn=resources.backfill_arn,
+            rollout_arn=resources.rollout_arn,
             alerts_topic_arn=resources.alerts_topic_arn,
             api_url=self.api.url,
             aws_endpoint=endpoint,
@@ -370,6 +373,8 @@ class LocalStack:
             IMGSEARCH_MODEL_CACHE_DIR=str(self._cache_dir / "models"),
             IMGSEARCH_INDEX_CACHE_DIR=str(self._cache_dir / "indexes"),
             IMGSEARCH_INDEX_REFRESH_SECONDS=str(self.config.index_refresh_seconds),
+            # A rollout waits three times this before it lists the bucket (10 s on AWS).
+            IMGSEARCH_WRITE_MODELS_SECONDS=str(WRITE_MODELS_SECONDS),
         )
         if self.config.model_uri:
             environment["IMGSEARCH_MODEL_URI"] = self.config.model_uri

@@ -7,6 +7,7 @@ the route functions and ``imgsearch.query.http.models``)::
     GET  /search?q=&k=&cursor=&min_score=    text -> images              routes/search.py
     POST /search?k=&cursor=&min_score=       image -> images (raw image/* body, or JSON base64)
     GET  /images/{key}/similar?k=&cursor=    more like a stored image
+    GET  /recent?k=                          the newest images (first view)  routes/recent.py
     GET  /health   GET /version   GET /      (the search page)           routes/meta.py
 
 Every error is JSON ``{"status", "error", "message", "details"?}`` with the right status; a
@@ -27,10 +28,10 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.metrics import Metrics, MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from imgsearch.query.errors import ApiError, BadRequest, MethodNotAllowed, NotFound, Unprocessable
-from imgsearch.query.http.routes import meta, search
+from imgsearch.query.http.routes import meta, recent, search
 from imgsearch.query.service import SearchService
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def _path_pattern(template: str) -> re.Pattern[str]:
 class RouteMetrics:
     """Per-route latency, results and errors, added to the handler's Powertools ``Metrics``."""
 
-    def __init__(self, metrics: Metrics | None) -> None:
+    def __init__(self, metrics: EphemeralMetrics | None) -> None:
         self.metrics = metrics
         self.route = UNMATCHED_ROUTE
         self.results: int | None = None
@@ -101,7 +102,7 @@ class RouteMetrics:
 class QueryApi:
     """The resolver and its per-request bookkeeping for one ``SearchService``."""
 
-    def __init__(self, service: SearchService, metrics: Metrics | None = None) -> None:
+    def __init__(self, service: SearchService, metrics: EphemeralMetrics | None = None) -> None:
         self.service = service
         self.stats = RouteMetrics(metrics)
         self.app = create_app(service, self.stats)
@@ -123,7 +124,7 @@ def create_app(service: SearchService, stats: RouteMetrics | None = None) -> API
     def measure(app: APIGatewayHttpResolver, next_middleware: Any) -> Response:
         stats.note_route(app)
         response = next_middleware(app)
-        stats.results = app.context.get(search.RESULTS)  # set by a search route
+        stats.results = app.context.get(search.RESULTS)  # set by a search route or /recent
         return response
 
     app.use([measure])
@@ -144,6 +145,7 @@ def create_app(service: SearchService, stats: RouteMetrics | None = None) -> API
 
     app.include_router(meta.router(service))
     app.include_router(search.router(service, service.settings.api))
+    app.include_router(recent.router(service, service.settings.api))
 
     @app.exception_handler(ApiError)
     def api_error(error: ApiError) -> Response:

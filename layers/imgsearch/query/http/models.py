@@ -33,6 +33,21 @@ class SearchResponse(BaseModel):
     )
 
 
+class RecentResult(BaseModel):
+    key: str = Field(description="S3 key of the image")
+    id: str = Field(description="Stable 63-bit image id (a string: JSON numbers lose digits)")
+    updated_at: str = Field(description="When its embedding was written (ISO 8601, UTC)")
+    url: str = Field(description="Presigned GET URL of the image, valid for a short time")
+
+
+class RecentResponse(BaseModel):
+    index_version: str | None = Field(
+        default=None, description="The index version whose images these are; null before any"
+    )
+    k: int
+    results: list[RecentResult] = Field(description="Newest first")
+
+
 class Health(BaseModel):
     status: Literal["ok", "no_index"]
     index_loaded: bool

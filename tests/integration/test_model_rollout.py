@@ -1,0 +1,293 @@
+"""A model rollout end to end on moto: the real ASLs (the rollout nests the backfill and the
+index pipeline), the real handlers. A stack serves model A; a candidate B (the same weights under
+another id) is rolled out while queries run and uploads and deletes keep arriving; a worse
+candidate is rejected by the gates; a rollback brings A back in one write."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import embed.app as embed_app
+import pytest
+import query.app as query_app
+from imgsearch_devkit.demo.scenes import KINDS, generate
+from imgsearch_devkit.local.lambda_dispatch import (
+    BACKFILL_HANDLERS,
+    PIPELINE_HANDLERS,
+    ROLLOUT_HANDLERS,
+    create_state_machine,
+    install_lambda_dispatch,
+    pipeline_routes,
+)
+from imgsearch_devkit.local.moto_fixes import nested_executions
+from imgsearch_devkit.ops.registry import register_model
+from imgsearch_devkit.target import Target
+from ingest_support import REGION, LambdaContext, Uploader, bundle_uri, image_bytes, sqs_event
+from moto import mock_aws
+from query_support import QueryHandler, get
+from tiny_bundle import make_tiny_bundle
+
+from imgsearch.catalog.current import read_current
+from imgsearch.catalog.registry import require_record
+from imgsearch.catalog.rollout import read_rollout
+from imgsearch.core.aws import Clients
+from imgsearch.core.config import Settings
+from imgsearch.rollout.steps import rollback_model
+from imgsearch.store import EmbeddingStore, table_definition
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET, TABLE = "imgsearch-rollout", "imgsearch-rollout-embeddings"
+PER_KIND = 3
+KIND_NAMES = [f"{colour} {shape}" for colour, shape in KINDS[:6]]
+
+
+def jpeg(image: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@dataclass
+class World:
+    s3: Any
+    sfn: Any
+    sqs: Any
+    store: EmbeddingStore
+    settings: Settings
+    machines: dict[str, str]
+    embed: Any
+    query: QueryHandler
+    uploader: Uploader
+    alerts_queue: str
+
+    def run(self, machine: str, payload: dict[str, Any], timeout: float = 300) -> dict[str, Any]:
+        arn = self.start(machine, payload)
+        deadline = time.monotonic() + timeout
+        while (described := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+            assert time.monotonic() < deadline, f"{machine} still running"
+            time.sleep(0.1)
+        return described
+
+    def start(self, machine: str, payload: dict[str, Any]) -> str:
+        return self.sfn.start_execution(
+            stateMachineArn=self.machines[machine],
+            name=f"{machine}-{uuid.uuid4().hex[:8]}",
+            input=json.dumps(payload),
+        )["executionArn"]
+
+    def event(self, *bodies: dict[str, Any]) -> None:
+        assert self.embed(sqs_event(*bodies), LambdaContext()) == {"batchItemFailures": []}
+
+    def serving(self) -> str:
+        current = read_current(self.s3, BUCKET)
+        return current.model if current else ""
+
+    def alerts(self) -> list[dict[str, Any]]:
+        messages = self.sqs.receive_message(QueueUrl=self.alerts_queue, MaxNumberOfMessages=10)
+        return [json.loads(m["Body"]) for m in messages.get("Messages", [])]
+
+
+def candidate_bundle(folder: Path, version: str) -> Path:
+    """The demo model's files under another id: a model that ranks as well as the champion."""
+    shutil.copytree(Path(bundle_uri()), folder)
+    manifest = json.loads((folder / "model.json").read_text())
+    (folder / "model.json").write_text(json.dumps({**manifest, "version": version}))
+    return folder
+
+
+@contextmanager
+def world(tmp_path: Path) -> Iterator[World]:
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        dynamodb.create_table(**table_definition(TABLE))
+        sns, sqs = (boto3.client(n, region_name=REGION) for n in ("sns", "sqs"))
+        topic = sns.create_topic(Name="alerts")["TopicArn"]
+        alerts = sqs.create_queue(QueueName="alerts")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=alerts, AttributeNames=["QueueArn"])
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn["Attributes"]["QueueArn"])
+        settings = Settings.from_env(
+            {
+                "AWS_REGION": REGION,
+                "IMGSEARCH_BUCKET": BUCKET,
+                "IMGSEARCH_TABLE": TABLE,
+                "IMGSEARCH_ALERTS_TOPIC_ARN": topic,
+                "IMGSEARCH_MODEL_URI": bundle_uri(),
+                "IMGSEARCH_MODEL_CACHE_DIR": str(tmp_path / "models"),
+                "IMGSEARCH_INDEX_CACHE_DIR": str(tmp_path / "indexes"),
+                "IMGSEARCH_THREADS": "1",
+                "IMGSEARCH_GATE_SAMPLE_QUERIES": "40",
+                "IMGSEARCH_WRITE_MODELS_SECONDS": "0.3",
+                "IMGSEARCH_INDEX_REFRESH_SECONDS": "1",
+                "IMGSEARCH_DELETED_REFRESH_SECONDS": "0",
+            }
+        )
+        clients = Clients.for_settings(settings)
+        handlers = {**PIPELINE_HANDLERS, **BACKFILL_HANDLERS, **ROLLOUT_HANDLERS}
+        routes = pipeline_routes(settings, clients, handlers=handlers)
+        with nested_executions(), install_lambda_dispatch(routes):
+            sfn, lambda_, iam = (
+                boto3.client(n, region_name=REGION) for n in ("stepfunctions", "lambda", "iam")
+            )
+            machines = {}
+            machines["index"] = create_state_machine(
+                sfn, lambda_, iam, ROOT / "statemachine/index_pipeline.asl.json",
+                {"AlertsTopicArn": topic}, name="index",
+            )  # fmt: skip
+            machines["backfill"] = create_state_machine(
+                sfn, lambda_, iam, ROOT / "statemachine/backfill.asl.json",
+                {"ServiceBucket": BUCKET, "BackfillPrefix": "backfill/"}, name="backfill",
+            )  # fmt: skip
+            machines["rollout"] = create_state_machine(
+                sfn, lambda_, iam, ROOT / "statemachine/model_rollout.asl.json",
+                {"BackfillStateMachineArn": machines["backfill"],
+                 "IndexPipelineArn": machines["index"]}, name="rollout",
+            )  # fmt: skip
+            built = query_app.build(settings, clients)
+            yield World(
+                s3=s3,
+                sfn=sfn,
+                sqs=sqs,
+                store=EmbeddingStore(TABLE, dynamodb),
+                settings=settings,
+                machines=machines,
+                embed=embed_app.build(settings, clients),
+                query=QueryHandler(built, built.api.service),  # type: ignore[attr-defined]
+                uploader=Uploader(s3, BUCKET),
+                alerts_queue=alerts,
+            )
+
+
+def seed(w: World) -> dict[str, list[str]]:
+    """Captioned scenes in the bucket, a golden set of their kinds, model A's index serving."""
+    by_kind: dict[str, list[str]] = {name: [] for name in KIND_NAMES}
+    scenes = [(i, s) for i, s in generate(60, seed=5) if f"{s.colour} {s.shape}" in by_kind]
+    for n, (image, scene) in enumerate(scenes):
+        kind = f"{scene.colour} {scene.shape}"
+        if len(by_kind[kind]) < PER_KIND:
+            key = f"images/{kind.replace(' ', '-')}/{n:02d}.jpg"
+            w.s3.put_object(Bucket=BUCKET, Key=key, Body=jpeg(image))
+            by_kind[kind].append(key)
+    lines = [json.dumps({"query": kind, "relevant": keys}) for kind, keys in by_kind.items()]
+    w.s3.put_object(Bucket=BUCKET, Key="eval/golden.jsonl", Body="\n".join(lines).encode())
+    assert w.run("backfill", {})["status"] == "SUCCEEDED"
+    assert w.run("index", {})["status"] == "SUCCEEDED"
+    return by_kind
+
+
+def test_a_rollout_swaps_model_and_index_with_no_failed_query_and_rolls_back(
+    tmp_path: Path,
+) -> None:
+    with world(tmp_path) as w:
+        seed(w)
+        champion = w.serving()
+        w.query.service.refresh_now()
+        target = Target(REGION, BUCKET, TABLE)
+        register_model(target, str(candidate_bundle(tmp_path / "candidate", "2")))
+        candidate = "demo-clip@2"
+
+        failures: list[str] = []
+        answers: list[tuple[str, str]] = []
+        stop = threading.Event()
+
+        sandbox = threading.Lock()  # a Lambda environment serves one request at a time
+
+        def query() -> None:
+            while not stop.is_set():
+                with sandbox:
+                    reply = get(w.query, "/search", q="red circle", k="3")
+                if reply.status != 200:
+                    failures.append(f"{reply.status} {reply.json}")
+                else:
+                    answers.append((reply.json["index_version"], reply.json["model"]))
+                w.query.service.server.refresh_if_due()
+
+        def traffic() -> None:
+            """Uploads and deletes keep arriving while the rollout runs."""
+            up = w.uploader
+            for n in range(6):
+                # Noise, not scenes: the golden set's rankings stay comparable.
+                w.event(up.put(f"images/during/{n}.png", image_bytes(90 + n)))
+                time.sleep(0.2)
+            w.event(up.delete("images/during/0.png"))
+
+        threads = [threading.Thread(target=query) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        rollout = w.start("rollout", {"model": candidate})
+        traffic()
+        deadline = time.monotonic() + 300
+        while (d := w.sfn.describe_execution(executionArn=rollout))["status"] == "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        w.query.service.refresh_now()
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert d["status"] == "SUCCEEDED", d
+        assert json.loads(d["output"])["status"] == "promoted"
+        assert failures == [] and len(answers) > 10
+        assert {model for _, model in answers} <= {champion, candidate}
+        assert w.serving() == candidate
+        assert get(w.query, "/version").json["model"] == candidate
+        assert read_rollout(w.s3, BUCKET) is None  # dual writes stopped
+        assert require_record(w.s3, BUCKET, candidate).state == "production"
+
+        # Every image uploaded before or during the rollout is searchable with B; deleted hidden.
+        keys = {r.key for page in w.store.scan_pages(candidate) for r in page}
+        assert {f"images/during/{n}.png" for n in range(1, 6)} <= keys
+        assert "images/during/0.png" not in keys
+        assert w.store.get("images/during/0.png", champion).status == "deleted"
+
+        # A worse candidate (random weights) is refused by the gates: nothing changes.
+        register_model(target, str(make_tiny_bundle(tmp_path / "tiny")))
+        rejected = w.run("rollout", {"model": "tiny@1"})
+        assert rejected["status"] == "FAILED" and rejected["error"] == "Rollout.Rejected"
+        assert w.serving() == candidate
+        assert require_record(w.s3, BUCKET, "tiny@1").state == "rejected"
+        assert read_rollout(w.s3, BUCKET) is None
+        assert any("rejected" in a["Subject"] for a in w.alerts())
+
+        # One command brings A back: one conditional write, served at the next check.
+        started = time.monotonic()
+        back = rollback_model(w.settings, w.s3)
+        assert back.model == champion and time.monotonic() - started < 5
+        w.query.service.refresh_now()  # (or its own check got there first)
+        answer = get(w.query, "/search", q="red circle", k="3").json
+        assert (answer["model"], answer["index_version"]) == (champion, back.version)
+        assert require_record(w.s3, BUCKET, candidate).state == "archived"
+
+
+def test_a_second_rollout_is_refused_while_one_runs(tmp_path: Path) -> None:
+    with world(tmp_path) as w:
+        seed(w)
+        register_model(Target(REGION, BUCKET, TABLE), str(candidate_bundle(tmp_path / "c", "3")))
+        from imgsearch.catalog.rollout import Rollout, start_rollout
+
+        start_rollout(w.s3, BUCKET, Rollout(candidate="other@1", champion="", execution="x"))
+        refused = w.run("rollout", {"model": "demo-clip@3"})
+        assert refused["status"] == "FAILED"
+        assert "a rollout of other@1 (x) is under way" in refused["cause"]
+        assert read_rollout(w.s3, BUCKET).execution == "x"  # the running one's pointer stays
+        assert require_record(w.s3, BUCKET, "demo-clip@3").state == "registered"
+
+
+@pytest.mark.parametrize("model", ["nothing@1", "demo-clip@1"])
+def test_a_rollout_of_an_unknown_or_serving_model_is_refused(tmp_path: Path, model: str) -> None:
+    with world(tmp_path) as w:
+        seed(w)
+        refused = w.run("rollout", {"model": model})
+        assert refused["status"] == "FAILED"
+        assert ("not registered" in refused["cause"]) or ("already" in refused["cause"])
