@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ from imgsearch.catalog.registry import require_record
 from imgsearch.catalog.rollout import read_rollout
 from imgsearch.core.aws import Clients
 from imgsearch.core.config import Settings
+from imgsearch.pipeline.rollback import RollbackError
+from imgsearch.rollout.cleanup import cleanup_models
 from imgsearch.rollout.steps import rollback_model
 from imgsearch.store import EmbeddingStore, table_definition
 
@@ -268,6 +271,22 @@ def test_a_rollout_swaps_model_and_index_with_no_failed_query_and_rolls_back(
         answer = get(w.query, "/search", q="red circle", k="3").json
         assert (answer["model"], answer["index_version"]) == (champion, back.version)
         assert require_record(w.s3, BUCKET, candidate).state == "archived"
+
+        # Within its retention nothing of B goes; past it, its items and index versions do.
+        store = w.store
+        assert cleanup_models(w.settings, w.s3, store) == []
+        later = datetime.now(UTC) + timedelta(days=w.settings.rollout.retention_days + 1)
+        planned = {r.model: r for r in cleanup_models(w.settings, w.s3, store, later, dry_run=True)}
+        assert set(planned) == {candidate, "tiny@1"} and planned[candidate].items == 0
+        removed = {r.model: r for r in cleanup_models(w.settings, w.s3, store, later)}
+        assert removed[candidate].items >= 17 and removed[candidate].bytes > 0
+        assert removed[candidate].versions and removed["tiny@1"].items > 0
+        assert not list(store.scan_pages(candidate, status=None))
+        assert require_record(w.s3, BUCKET, candidate).cleaned["items"] == removed[candidate].items
+        assert w.serving() == champion  # the serving model is never touched
+        with pytest.raises(RollbackError, match="no published, validated index of demo-clip@2"):
+            rollback_model(w.settings, w.s3, to=candidate)
+        assert cleanup_models(w.settings, w.s3, store, later) == []  # once
 
 
 def test_a_second_rollout_is_refused_while_one_runs(tmp_path: Path) -> None:

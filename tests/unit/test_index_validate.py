@@ -198,3 +198,19 @@ def test_quality_gates_compare_with_the_serving_index_on_the_same_golden_set() -
         (only,) = quality_gates(quality(0.1), baseline, gate)
         assert only.passed and "no serving figures" in only.detail
     json.dumps([g.__dict__ for g in quality_gates(quality(0.5), quality(0.6), gate)])
+
+
+def test_a_challenger_model_must_beat_the_champion_by_the_promotion_margin() -> None:
+    gate = GateSettings(quality_margin=0.02, promotion_margin=0.05)
+    # The same model's next index: "not worse" is enough.
+    assert all(g.passed for g in quality_gates(quality(0.80), quality(0.80), gate))
+    # Another model: 5 % better on nDCG@10, or it is not promoted.
+    gates = quality_gates(quality(0.83), quality(0.80), gate, challenger=True)
+    (promotion,) = [g for g in gates if g.name == "promotion"]
+    assert not promotion.passed and promotion.threshold == pytest.approx(0.84)
+    gates = quality_gates(quality(0.85), quality(0.80), gate, challenger=True)
+    assert all(g.passed for g in gates)
+    # Without a margin configured, a challenger passes on "not worse" alone.
+    plain = GateSettings(quality_margin=0.02)
+    names = [g.name for g in quality_gates(quality(0.80), quality(0.80), plain, challenger=True)]
+    assert "promotion" not in names

@@ -90,6 +90,8 @@ class ModelRecord(Contract):
     """What is known of how it was made: export parity, training data and code."""
     evaluations: list[Evaluation] = Field(default_factory=list)
     history: list[Change] = Field(default_factory=list)
+    cleaned: dict[str, Any] = Field(default_factory=dict)
+    """Set once its embeddings and indexes were removed: ``at``, ``items``, ``bytes``."""
     etag: str = Field(default="", exclude=True, repr=False)
     """The ETag it was read with: not part of the file."""
 
@@ -161,6 +163,10 @@ def transition(
     change = Change(state=state, at=now_iso(), by=by, reason=reason)
     moved = record.model_copy(update={"state": state, "history": [*record.history, change]})
     return _write(s3, bucket, moved, record.etag)
+
+
+def mark_cleaned(s3: Any, bucket: str, record: ModelRecord, cleaned: dict[str, Any]) -> ModelRecord:
+    return _write(s3, bucket, record.model_copy(update={"cleaned": cleaned}), record.etag)
 
 
 def add_evaluation(

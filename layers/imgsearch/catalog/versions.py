@@ -171,12 +171,15 @@ def rollback_target(versions: list[VersionInfo], serving: str) -> VersionInfo | 
     return max(earlier, key=lambda v: version_order(v.version), default=None)
 
 
-def delete_prefix(s3: Any, bucket: str, prefix: str) -> int:
-    """Delete every object under ``prefix`` (a snapshot, an old version); returns the count."""
-    deleted = 0
+def delete_prefix(s3: Any, bucket: str, prefix: str) -> tuple[int, int]:
+    """Delete every object under ``prefix`` (a snapshot, an old version); returns how many
+    objects and bytes."""
+    objects = size = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-        if objects:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
-            deleted += len(objects)
-    return deleted
+        contents = page.get("Contents", [])
+        if contents:
+            keys = [{"Key": o["Key"]} for o in contents]
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+            objects += len(contents)
+            size += sum(int(o.get("Size", 0)) for o in contents)
+    return objects, size

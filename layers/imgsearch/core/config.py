@@ -179,6 +179,10 @@ class GateSettings:
     """ANN recall@10 against exact search."""
     quality_margin: float = env("IMGSEARCH_GATE_QUALITY_MARGIN", 0.02)
     """How far precision/recall/nDCG/MRR may fall below the serving index's report."""
+    promotion_margin: float = env("IMGSEARCH_GATE_PROMOTION_MARGIN", 0.0)
+    """A rollout's candidate (an index of another model than the serving one) must beat the
+    serving index's nDCG@10 by this share (0.05: 5 % better); 0: not worse by ``quality_margin``
+    is enough."""
     max_p99_ms: float = env("IMGSEARCH_GATE_MAX_P99_MS", 50.0)
     tune_margin: float = env("IMGSEARCH_GATE_TUNE_MARGIN", 0.02)
     """Recall@10 above ``min_recall`` that a tuned ``expansion_search`` must reach: about twice
@@ -232,6 +236,9 @@ class BackfillSettings:
 
 @dataclass(frozen=True)
 class RolloutSettings:
+    retention_days: int = env("IMGSEARCH_MODEL_RETENTION_DAYS", 7)
+    """How long an archived (or rejected) model's embeddings and indexes are kept, so that a
+    rollback to it is one write; ``imgsearch model cleanup`` removes them after that."""
     write_models_seconds: float = env("IMGSEARCH_WRITE_MODELS_SECONDS", 10.0)
     """How often the embed function reads which models to write with (``current.json`` and
     ``models/rollout.json``); a rollout waits three times this before it lists the bucket."""

@@ -328,8 +328,12 @@ def retrieval_quality(
     )
 
 
-def quality_gates(quality: Quality, baseline: Quality | None, gate: GateSettings) -> list[Gate]:
-    """Each metric against the serving index's on the same golden set, less the margin."""
+def quality_gates(
+    quality: Quality, baseline: Quality | None, gate: GateSettings, challenger: bool = False
+) -> list[Gate]:
+    """Each metric against the serving index's on the same golden set, less the margin; a
+    ``challenger`` (another model than the serving one) must also beat its nDCG@10 by
+    ``promotion_margin`` when that is set."""
     if baseline is None or baseline.golden_sha256 != quality.golden_sha256:
         return [
             Gate(
@@ -353,6 +357,19 @@ def quality_gates(quality: Quality, baseline: Quality | None, gate: GateSettings
                 op=">=",
                 threshold=floor,
                 detail=f"serving {served:.4f} - margin {gate.quality_margin}",
+            )
+        )
+    if challenger and gate.promotion_margin > 0:
+        target = round(baseline.ndcg_at_10 * (1 + gate.promotion_margin), 6)
+        gates.append(
+            Gate(
+                name="promotion",
+                passed=quality.ndcg_at_10 >= target,
+                value=quality.ndcg_at_10,
+                op=">=",
+                threshold=target,
+                detail=f"the serving model's nDCG@10 {baseline.ndcg_at_10:.4f} "
+                f"+ {gate.promotion_margin:.0%}",
             )
         )
     return gates
@@ -478,7 +495,10 @@ def validate_version(
                 local, table, text_vectors, golden, manifest.serving_version
             )
             baseline = serving_report(settings, s3, manifest)
-            gates.extend(quality_gates(quality, baseline and baseline.quality, gate))
+            challenger = baseline is not None and baseline.model != manifest.model
+            gates.extend(
+                quality_gates(quality, baseline and baseline.quality, gate, challenger=challenger)
+            )
 
         latency = measure_latency(index, probes)
         gates.append(

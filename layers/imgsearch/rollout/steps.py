@@ -55,11 +55,13 @@ class RolloutRejected(RegistryError):
 
 
 class RolloutInput(Contract):
-    """The execution input: ``{"model": "clip-b32@2"}``."""
+    """The execution input: ``{"model": "clip-b32@2"}``, optionally ``"max_concurrency"``."""
 
     LABEL = "the rollout input"
 
     model: str
+    max_concurrency: int = Field(default=0, ge=0)
+    """The backfill's concurrency (0: the stack's ``BackfillMaxConcurrency``, also its cap)."""
     by: str = ""
     """Who started it (the CLI passes the caller's AWS identity)."""
 
@@ -82,6 +84,8 @@ class RolloutState(Contract):
     started_at: str
     wait_seconds: int
     """How long WaitForWriters waits: past the embed function's view of the rollout."""
+    max_concurrency: int = 0
+    """Passed to the backfill (0: its default)."""
 
 
 class PromoteInput(Contract):
@@ -158,6 +162,7 @@ def begin(settings: Settings, s3: Any, payload: BeginInput) -> RolloutState:
         execution=payload.execution,
         started_at=pointer.started_at,
         wait_seconds=math.ceil(WAIT_FACTOR * settings.rollout.write_models_seconds),
+        max_concurrency=payload.input.max_concurrency,
     )
 
 

@@ -111,6 +111,27 @@ class EmbeddingStore:
         )
         return [item["model"]["S"] for item in response.get("Items", [])]
 
+    def delete_model(self, model: str, segments: int = 4) -> tuple[int, int]:
+        """Remove every item of ``model`` (a parallel scan, batch deletes); (items, bytes of
+        vectors) removed. For an archived model's cleanup: nothing may still serve it."""
+        items = size = 0
+        for segment in range(segments):
+            for page in self.scan_pages(model, segment, segments, status=None):
+                for start in range(0, len(page), 25):
+                    batch = page[start : start + 25]
+                    pending: dict[str, Any] = {
+                        self.table: [
+                            {"DeleteRequest": {"Key": {"key": {"S": r.key}, "model": {"S": model}}}}
+                            for r in batch
+                        ]
+                    }
+                    while pending:
+                        response = self.client.batch_write_item(RequestItems=pending)
+                        pending = response.get("UnprocessedItems") or {}
+                    items += len(batch)
+                    size += sum(2 * r.vector.size for r in batch if r.vector is not None)
+        return items, size
+
     def find_by_sha256(self, sha256: str, model: str) -> EmbeddingRecord | None:
         """An ``ok`` record of the same bytes under any key (the GSI is eventually consistent)."""
         response = self.client.query(

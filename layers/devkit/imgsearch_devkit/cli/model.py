@@ -9,7 +9,9 @@ import sys
 from botocore.exceptions import BotoCoreError, ClientError
 
 from imgsearch.core.errors import ImgsearchError
+from imgsearch.rollout.cleanup import cleanup_models
 from imgsearch.rollout.steps import rollback_model
+from imgsearch.store import EmbeddingStore
 from imgsearch_devkit.cli.common import (
     BundleError,
     add_json_argument,
@@ -85,6 +87,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     rollout.add_argument("model", help="a registered model id (name@version)")
     rollout.add_argument("--wait", action="store_true", help="follow the rollout until it ends")
+    rollout.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        help="the backfill's chunks at once (default and most: BackfillMaxConcurrency)",
+    )
     back = stack_command(
         commands,
         "rollback",
@@ -92,6 +100,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="serve the model that served before (its kept index), in one write",
     )
     back.add_argument("--to", default="", help="the model to serve again (default: the last one)")
+    clean = stack_command(
+        commands,
+        "cleanup",
+        func=run_cleanup,
+        help="remove archived and rejected models' embeddings and indexes past their retention",
+        description="Delete the table items and index versions of every archived or rejected "
+        "model whose retention (IMGSEARCH_MODEL_RETENTION_DAYS, 7) has passed; never the "
+        "serving model or a rollout's candidate. A cleaned model cannot be rolled back to.",
+    )
+    clean.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -169,7 +187,7 @@ def run_list(args: argparse.Namespace) -> int:
 def run_rollout(args: argparse.Namespace) -> int:
     try:
         target = resolve_target(args)
-        execution = start_model_rollout(target, args.model)
+        execution = start_model_rollout(target, args.model, max(0, args.concurrency))
     except (TargetError, ImgsearchError) as exc:
         return fail(str(exc))
     except (BotoCoreError, ClientError) as exc:
@@ -218,4 +236,40 @@ def run_rollback(args: argparse.Namespace) -> int:
         print_json({**current.dump(), "served_after_seconds": served})
     else:
         print(f"serving {current.model}, index {current.version} (was {current.previous})")
+    return 0
+
+
+def run_cleanup(args: argparse.Namespace) -> int:
+    try:
+        target = resolve_target(args)
+        store = EmbeddingStore(target.table, target.client("dynamodb"))
+        removed = cleanup_models(
+            target.settings(), target.client("s3"), store, dry_run=args.dry_run
+        )
+    except (TargetError, ImgsearchError) as exc:
+        return fail(str(exc))
+    except (BotoCoreError, ClientError) as exc:
+        return fail(f"cannot clean up: {exc}")
+    rows = [
+        {
+            "model": r.model,
+            "state": r.state,
+            "since": r.since,
+            "items": r.items,
+            "bytes": r.bytes,
+            "versions": list(r.versions),
+        }
+        for r in removed
+    ]
+    if args.json:
+        print_json({"dry_run": args.dry_run, "models": rows})
+    elif not rows:
+        print("nothing to clean up: no archived or rejected model is past its retention")
+    else:
+        verb = "would remove" if args.dry_run else "removed"
+        for row in rows:
+            print(
+                f"{row['model']} ({row['state']} since {row['since'][:19]}): {verb} "
+                f"{row['items']} items, {len(row['versions'])} index versions, {row['bytes']} bytes"
+            )
     return 0

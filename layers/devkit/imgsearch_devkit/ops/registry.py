@@ -115,7 +115,9 @@ def model_rows(target: Target) -> list[dict[str, Any]]:
     return rows
 
 
-def start_model_rollout(target: Target, model_id: str, now: datetime | None = None) -> str:
+def start_model_rollout(
+    target: Target, model_id: str, concurrency: int = 0, now: datetime | None = None
+) -> str:
     """Start the rollout state machine for a registered model; its execution ARN."""
     if not target.rollout_arn:
         raise TargetError(
@@ -124,7 +126,7 @@ def start_model_rollout(target: Target, model_id: str, now: datetime | None = No
         )
     now = now or datetime.now(UTC)
     name = f"rollout-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
-    payload = {"model": model_id, "by": caller(target)}
+    payload = {"model": model_id, "by": caller(target), "max_concurrency": concurrency}
     sfn = target.client("stepfunctions")
     return str(
         sfn.start_execution(
