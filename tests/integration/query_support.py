@@ -11,6 +11,7 @@ import copy
 import io
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -322,3 +323,39 @@ def query_stack(
             s3.put_object(Bucket=BUCKET, Key=image.key, Body=image.data, ContentType="image/png")
             store.put(record(model.model_id, image))
         yield Stack(s3, dynamodb, store, settings, model, images, Clients.for_settings(settings))
+
+
+@dataclass
+class QueryLoad:
+    """What ``query_load`` saw: failed replies, and (index version, model) of the others."""
+
+    failures: list[str] = field(default_factory=list)
+    answers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@contextmanager
+def query_load(built: QueryHandler, q: str, threads: int = 3) -> Iterator[QueryLoad]:
+    """``threads`` clients searching ``q`` until the block ends. One handler is one Lambda
+    environment, which serves one request at a time: the calls take turns."""
+    seen = QueryLoad()
+    stop = threading.Event()
+    sandbox = threading.Lock()
+
+    def query() -> None:
+        while not stop.is_set():
+            with sandbox:
+                reply = get(built, "/search", q=q, k="3")
+            if reply.status != 200:
+                seen.failures.append(f"{reply.status} {reply.json}")
+            else:
+                seen.answers.append((reply.json["index_version"], reply.json["model"]))
+
+    clients = [threading.Thread(target=query) for _ in range(threads)]
+    for client in clients:
+        client.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        for client in clients:
+            client.join()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,7 +35,7 @@ from imgsearch_devkit.ops.registry import register_model
 from imgsearch_devkit.target import Target
 from ingest_support import REGION, LambdaContext, Uploader, bundle_uri, image_bytes, sqs_event
 from moto import mock_aws
-from query_support import QueryHandler, get
+from query_support import QueryHandler, get, query_load
 from tiny_bundle import make_tiny_bundle
 
 from imgsearch.catalog.current import read_current
@@ -201,22 +200,6 @@ def test_a_rollout_swaps_model_and_index_with_no_failed_query_and_rolls_back(
         register_model(target, str(candidate_bundle(tmp_path / "candidate", "2")))
         candidate = "demo-clip@2"
 
-        failures: list[str] = []
-        answers: list[tuple[str, str]] = []
-        stop = threading.Event()
-
-        sandbox = threading.Lock()  # a Lambda environment serves one request at a time
-
-        def query() -> None:
-            while not stop.is_set():
-                with sandbox:
-                    reply = get(w.query, "/search", q="red circle", k="3")
-                if reply.status != 200:
-                    failures.append(f"{reply.status} {reply.json}")
-                else:
-                    answers.append((reply.json["index_version"], reply.json["model"]))
-                w.query.service.server.refresh_if_due()
-
         def traffic() -> None:
             """Uploads and deletes keep arriving while the rollout runs."""
             up = w.uploader
@@ -226,23 +209,18 @@ def test_a_rollout_swaps_model_and_index_with_no_failed_query_and_rolls_back(
                 time.sleep(0.2)
             w.event(up.delete("images/during/0.png"))
 
-        threads = [threading.Thread(target=query) for _ in range(3)]
-        for thread in threads:
-            thread.start()
-        rollout = w.start("rollout", {"model": candidate})
-        traffic()
-        deadline = time.monotonic() + 300
-        while (d := w.sfn.describe_execution(executionArn=rollout))["status"] == "RUNNING":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        w.query.service.refresh_now()
-        stop.set()
-        for thread in threads:
-            thread.join()
+        with query_load(w.query, "red circle", threads=3) as load:
+            rollout = w.start("rollout", {"model": candidate})
+            traffic()
+            deadline = time.monotonic() + 300
+            while (d := w.sfn.describe_execution(executionArn=rollout))["status"] == "RUNNING":
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            w.query.service.refresh_now()
         assert d["status"] == "SUCCEEDED", d
         assert json.loads(d["output"])["status"] == "promoted"
-        assert failures == [] and len(answers) > 10
-        assert {model for _, model in answers} <= {champion, candidate}
+        assert load.failures == [] and len(load.answers) > 10
+        assert {model for _, model in load.answers} <= {champion, candidate}
         assert w.serving() == candidate
         assert get(w.query, "/version").json["model"] == candidate
         assert read_rollout(w.s3, BUCKET) is None  # dual writes stopped

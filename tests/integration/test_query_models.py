@@ -3,7 +3,6 @@ is loaded before the swap, model and index change together, queries never fail m
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from query_support import (
     get,
     make_images,
     publish_index,
+    query_load,
     query_stack,
 )
 from tiny_bundle import make_tiny_bundle
@@ -67,25 +67,7 @@ def test_queries_never_fail_while_model_and_index_swap(tmp_path: Path, model) ->
         register_model(Target(REGION, BUCKET, TABLE), str(make_tiny_bundle(tmp_path / "tiny")))
         tiny_images = make_images(ClipModel.load(tmp_path / "tiny", threads=1), 12, seed=4)
         pairs = {demo_version.version: model.model_id}
-        failures: list[str] = []
-        answers: list[tuple[str, str]] = []
-        stop = threading.Event()
-
-        sandbox = threading.Lock()  # a Lambda environment serves one request at a time
-
-        def query() -> None:
-            while not stop.is_set():
-                with sandbox:
-                    reply = get(handler, "/search", q="blue square", k="2")
-                if reply.status != 200:
-                    failures.append(f"{reply.status} {reply.json}")
-                    continue
-                answers.append((reply.json["index_version"], reply.json["model"]))
-
-        threads = [threading.Thread(target=query) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        try:
+        with query_load(handler, "blue square", threads=4) as load:
             for _ in range(3):
                 tiny = publish_index(stack.s3, stack.settings, "tiny@1", tiny_images)
                 pairs[tiny.version] = "tiny@1"
@@ -93,12 +75,8 @@ def test_queries_never_fail_while_model_and_index_swap(tmp_path: Path, model) ->
                 back = publish_index(stack.s3, stack.settings, model.model_id, images)
                 pairs[back.version] = model.model_id
                 handler.service.refresh_now()
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join()
-        assert failures == []
-        assert len(answers) > 20
+        assert load.failures == []
+        assert len(load.answers) > 20
         # Every answer came from one (model, index) pair that was published together.
-        assert all(pairs[version] == model_id for version, model_id in answers)
-        assert {model_id for _, model_id in answers} >= {model.model_id}
+        assert all(pairs[version] == model_id for version, model_id in load.answers)
+        assert {model_id for _, model_id in load.answers} >= {model.model_id}
