@@ -63,6 +63,7 @@ from _common import (  # noqa: E402
     markdown_table,
     write_results,
 )
+from imgsearch_devkit.demo.photos import COLOUR_PHOTOGRAPHS, photographs  # noqa: E402
 from imgsearch_devkit.local.lambda_dispatch import (  # noqa: E402
     BACKFILL_HANDLERS,
     create_state_machine,
@@ -88,16 +89,6 @@ BENCH, PHOTOS, WARMUP = "images/bench/", "images/photos/", "images/warmup/"
 MODES = ("lookups", "force")
 """A plain backfill (a by-sha256 query per distinct image), and ``force`` (none)."""
 WARMUP_IMAGES = 32
-PHOTOGRAPHS = (
-    "astronaut",
-    "coffee",
-    "chelsea",
-    "rocket",
-    "hubble_deep_field",
-    "immunohistochemistry",
-    "retina",
-)
-"""scikit-image's colour photographs (bundled with it, no download)."""
 
 PRICES = {
     "lambda_gb_second_x86": 0.0000166667,
@@ -173,10 +164,7 @@ _grain: dict[tuple[int, int], Any] = {}
 
 def _photographs() -> list[Any]:
     if not _sources:
-        from PIL import Image
-        from skimage import data
-
-        _sources.extend(Image.fromarray(getattr(data, n)()).convert("RGB") for n in PHOTOGRAPHS)
+        _sources.extend(photographs(COLOUR_PHOTOGRAPHS))
     return _sources
 
 
@@ -187,7 +175,7 @@ def photo_variant(spec: tuple[int, int, int, int, float]) -> bytes:
 
     n, width, height, quality, sigma = spec
     rng = np.random.default_rng(n)
-    photo = _photographs()[n % len(PHOTOGRAPHS)]
+    photo = _photographs()[n % len(COLOUR_PHOTOGRAPHS)]
     w, h = photo.size
     crop_w = min(w, h * width / height) * rng.uniform(0.6, 1.0)
     crop_h = crop_w * height / width

@@ -13,7 +13,9 @@ for each text tower, a fresh Python process builds the real handler
   ``view``), the index files already in its cache directory; the S3 download is timed on its own;
 - warm p50/p99 of ``handler(event, context)`` with API Gateway HTTP API events: text queries
   never seen before (no cache hit), repeated text queries (embedding cache hits), a 640x480 JPEG
-  upload, and "more like this" on indexed keys; and, for the text query, the model's share.
+  upload, and "more like this" on indexed keys; and, for the text query, the model's share;
+- the usage log's cost: repeated text queries with the log on and off, interleaved (off still
+  builds the search record, a few microseconds, but neither serialises nor writes it).
 
     python benchmarks/query.py --sizes 100000 1000000 --threads 2
 
@@ -134,6 +136,16 @@ def worker(rounds: int, image_rounds: int) -> dict[str, Any]:
                 call(build(i + count))
             for i in range(count):
                 timings[name].append(call(build(i)))
+        # The usage log's cost: cached text queries (the cheapest, where it weighs most) with
+        # the log on and off, interleaved so that drift in the machine's speed hits both.
+        logged, unlogged = service.usage, _Unlogged()
+        paired: dict[str, list[float]] = {"on": [], "off": []}
+        for i in range(rounds):
+            order = (("on", logged), ("off", unlogged))
+            for state, usage in order if i % 2 else order[::-1]:
+                service.usage = usage
+                paired[state].append(call(cases["text (cached query)"](i)))
+        service.usage = logged
         model_ms = []  # the text tower alone, on queries it has not seen
         for i in range(rounds):
             begin = time.perf_counter()
@@ -152,7 +164,19 @@ def worker(rounds: int, image_rounds: int) -> dict[str, Any]:
             for name, values in timings.items()
         },
         "text_tower_ms": {"p50": percentile(model_ms, 50), "p99": percentile(model_ms, 99)},
+        "usage_log_ms": {
+            state: {"p50": percentile(values, 50), "p99": percentile(values, 99)}
+            for state, values in paired.items()
+        },
     }
+
+
+class _Unlogged:
+    """A usage log that writes nothing: the search record is still built (a few microseconds)
+    but not serialised or written."""
+
+    def emit(self, record: object) -> None:
+        return None
 
 
 # -- orchestrator ------------------------------------------------------------------------------
@@ -195,7 +219,7 @@ def build_cached(n: int, threads: int) -> tuple[Path, float | None]:
         (folder / (INDEX_FILE + ".tmp")).replace(folder / INDEX_FILE)
         KeyTable.write(folder / KEYS_FILE, ids, keys)
     # Serve at the search effort Validate would choose for this collection, as Publish does.
-    probes = noisy_queries(data, settings.gate.sample_queries, np.random.default_rng(1))
+    probes = noisy_queries(data, ids, settings.gate.sample_queries, np.random.default_rng(1))
     ladder = expansion_ladder(settings.index)
     chosen, recalls = tune_expansion_search(
         index, data, ids, probes, ladder, settings.gate.tune_floor, threads
@@ -345,6 +369,16 @@ def main() -> None:
                             case,
                             f"{figures['p50']:.1f}",
                             f"{figures['p99']:.1f}",
+                        ]
+                    )
+                for state, figures in result["usage_log_ms"].items():
+                    rows.append(
+                        [
+                            f"{n:,}",
+                            tower,
+                            f"text (cached query), usage log {state} (interleaved)",
+                            f"{figures['p50']:.2f}",
+                            f"{figures['p99']:.2f}",
                         ]
                     )
                 rows.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -72,3 +73,12 @@ def run_pipeline(seeded: Seeded) -> dict[str, Any]:
         time.sleep(0.3)
     assert described["status"] == "SUCCEEDED", described
     return json.loads(described["output"])
+
+
+def run_cli(seeded: Seeded, *argv: str) -> tuple[int, str, str]:
+    """Run ``imgsearch ARGV`` as an operator would: its own process, in the directory whose
+    ``.imgsearch/local.json`` names the stack. Returns (status, stdout, stdout + stderr)."""
+    done = subprocess.run(
+        [IMGSEARCH, *argv], cwd=seeded.workdir, capture_output=True, text=True, timeout=300
+    )
+    return done.returncode, done.stdout, done.stdout + done.stderr

@@ -4,19 +4,11 @@ its Distributed Map run by moto, found through the state file."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
-from stack_support import IMGSEARCH, Seeded
+from stack_support import Seeded, run_cli
 
 pytestmark = pytest.mark.slow
-
-
-def cli(seeded: Seeded, *argv: str) -> tuple[int, str, str]:
-    done = subprocess.run(
-        [IMGSEARCH, *argv], cwd=seeded.workdir, capture_output=True, text=True, timeout=180
-    )
-    return done.returncode, done.stdout, done.stdout + done.stderr
 
 
 def test_a_backfill_fills_in_what_the_table_lacks_and_shows_in_history(
@@ -30,7 +22,7 @@ def test_a_backfill_fills_in_what_the_table_lacks_and_shows_in_history(
     for item in missing:
         dynamodb.delete_item(TableName=table, Key={"key": item["key"], "model": item["model"]})
 
-    status, out, output = cli(seeded_stack, "backfill", "--wait", "--json", "--chunk-size", "4")
+    status, out, output = run_cli(seeded_stack, "backfill", "--wait", "--json", "--chunk-size", "4")
     assert status == 0, output
     result = json.loads(out)
     report = result["report"]
@@ -41,12 +33,12 @@ def test_a_backfill_fills_in_what_the_table_lacks_and_shows_in_history(
     held = {i["key"]["S"] for i in dynamodb.scan(TableName=table)["Items"]}
     assert {i["key"]["S"] for i in missing} <= held
 
-    status, out, output = cli(seeded_stack, "backfill", "history", "--json")
+    status, out, output = run_cli(seeded_stack, "backfill", "history", "--json")
     assert status == 0, output
     runs = json.loads(out)["runs"]
     assert runs[0]["name"] == result["run"] and runs[0]["status"] == "succeeded"
     assert runs[0]["embedded"] == len(missing)
 
-    status, _, output = cli(seeded_stack, "backfill", "--prefix", "elsewhere/", "--wait")
+    status, _, output = run_cli(seeded_stack, "backfill", "--prefix", "elsewhere/", "--wait")
     assert status == 1
     assert "outside the image prefix" in output

@@ -6,25 +6,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from imgsearch_devkit.project import project_root
-from stack_support import IMGSEARCH, Seeded
+from stack_support import Seeded, run_cli
 
 from imgsearch.rollout.cleanup import cleanup_models
 from imgsearch.store import EmbeddingStore
 
 pytestmark = pytest.mark.slow
-
-
-def cli(seeded: Seeded, *argv: str) -> tuple[int, str, str]:
-    done = subprocess.run(
-        [IMGSEARCH, *argv], cwd=seeded.workdir, capture_output=True, text=True, timeout=300
-    )
-    return done.returncode, done.stdout, done.stdout + done.stderr
 
 
 def test_register_roll_out_and_roll_back(seeded_stack: Seeded, tmp_path: Path) -> None:
@@ -33,15 +25,15 @@ def test_register_roll_out_and_roll_back(seeded_stack: Seeded, tmp_path: Path) -
     shutil.copytree(project_root() / "models" / "demo-clip", bundle)
     manifest = json.loads((bundle / "model.json").read_text())
     (bundle / "model.json").write_text(json.dumps({**manifest, "version": "2"}))
-    serving = json.loads(cli(seeded_stack, "model", "list", "--json")[1])["models"]
+    serving = json.loads(run_cli(seeded_stack, "model", "list", "--json")[1])["models"]
     champion = next(m["model"] for m in serving if m["serving"])
 
     try:
-        status, out, output = cli(seeded_stack, "model", "register", str(bundle), "--json")
+        status, out, output = run_cli(seeded_stack, "model", "register", str(bundle), "--json")
         assert status == 0, output
         assert json.loads(out)["model_id"] == "demo-clip@2"
 
-        status, out, output = cli(
+        status, out, output = run_cli(
             seeded_stack, "model", "rollout", "demo-clip@2", "--wait", "--json"
         )
         assert status == 0, output
@@ -50,16 +42,16 @@ def test_register_roll_out_and_roll_back(seeded_stack: Seeded, tmp_path: Path) -
         assert [s["state"] for s in result["states"]][-2:] == ["Promote", "Promoted"]
         models = {
             m["model"]: m
-            for m in json.loads(cli(seeded_stack, "model", "list", "--json")[1])["models"]
+            for m in json.loads(run_cli(seeded_stack, "model", "list", "--json")[1])["models"]
         }
         assert models["demo-clip@2"]["serving"] and models["demo-clip@2"]["state"] == "production"
-        status, out, output = cli(seeded_stack, "search", "red circle", "-k", "2", "--json")
+        status, out, output = run_cli(seeded_stack, "search", "red circle", "-k", "2", "--json")
         assert status == 0 and json.loads(out)["model"] == "demo-clip@2", output
 
-        status, out, output = cli(seeded_stack, "model", "rollback", "--json")
+        status, out, output = run_cli(seeded_stack, "model", "rollback", "--json")
         assert status == 0, output
         assert json.loads(out)["model"] == champion
-        status, out, output = cli(seeded_stack, "search", "red circle", "-k", "2", "--json")
+        status, out, output = run_cli(seeded_stack, "search", "red circle", "-k", "2", "--json")
         assert status == 0 and json.loads(out)["model"] == champion, output
     finally:
         # The session's stack serves the other tests: the candidate's items and index versions

@@ -16,19 +16,9 @@ from imgsearch_devkit.target import (
     claim_state_file,
     state_file_alive,
 )
-from stack_support import IMGSEARCH, Seeded, jpeg, run_pipeline, upload_scenes
+from stack_support import IMGSEARCH, Seeded, jpeg, run_cli, run_pipeline, upload_scenes
 
 pytestmark = pytest.mark.slow
-
-
-def cli(seeded: Seeded, *argv: str) -> tuple[int, str, str]:
-    """Run ``imgsearch ARGV`` as an operator would: its own process, in the directory whose
-    ``.imgsearch/local.json`` names the stack. Returns (status, stdout, stdout + stderr)."""
-    done = subprocess.run(
-        [IMGSEARCH, *argv],
-        cwd=seeded.workdir, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    return done.returncode, done.stdout, done.stdout + done.stderr
 
 
 def table_counts(seeded: Seeded) -> tuple[int, dict[str, int]]:
@@ -49,7 +39,7 @@ def test_upload_then_stats_json(seeded_stack: Seeded, tmp_path: Path) -> None:
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
     (folder / "notes.txt").write_text("skipped: not an image")
 
-    status, out, output = cli(seeded_stack, "upload", str(folder), "--json")
+    status, out, output = run_cli(seeded_stack, "upload", str(folder), "--json")
     assert status == 0, output
     assert "skipped (not an image file)" in output and "notes.txt" in output
     uploaded = json.loads(out.strip().splitlines()[-1])["keys"]
@@ -58,7 +48,7 @@ def test_upload_then_stats_json(seeded_stack: Seeded, tmp_path: Path) -> None:
     ]  # fmt: skip
     seeded_stack.stack.wait_for_ingestion(timeout=60)
 
-    status, out, output = cli(seeded_stack, "stats", "--json")
+    status, out, output = run_cli(seeded_stack, "stats", "--json")
     assert status == 0, output
     stats = json.loads(out)
     ok, reasons = table_counts(seeded_stack)
@@ -68,17 +58,17 @@ def test_upload_then_stats_json(seeded_stack: Seeded, tmp_path: Path) -> None:
     assert stats["quarantined"] == reasons and reasons.get("not_an_image", 0) >= 1
     assert stats["queue_depth"] == 0 and stats["dlq_depth"] == 0
 
-    status, out, output = cli(seeded_stack, "stats")
+    status, out, output = run_cli(seeded_stack, "stats")
     assert status == 0 and f"embedded     {ok}" in output, output
 
 
 def test_upload_of_a_missing_path_fails_clearly(seeded_stack: Seeded) -> None:
-    status, _out, output = cli(seeded_stack, "upload", "no/such/dir")
+    status, _out, output = run_cli(seeded_stack, "upload", "no/such/dir")
     assert status == 1 and "no such file or folder: no/such/dir" in output
 
 
 def test_search_text_and_image(seeded_stack: Seeded, tmp_path: Path) -> None:
-    status, out, output = cli(seeded_stack, "search", "blue square", "-k", "3", "--json")
+    status, out, output = run_cli(seeded_stack, "search", "blue square", "-k", "3", "--json")
     assert status == 0, output
     response = json.loads(out)
     assert len(response["results"]) == 3
@@ -95,13 +85,13 @@ def test_search_text_and_image(seeded_stack: Seeded, tmp_path: Path) -> None:
     key = next(k for k, scene in seeded_stack.scenes.items() if k.startswith("images/seed/"))
     s3 = seeded_stack.client("s3")
     probe.write_bytes(s3.get_object(Bucket=seeded_stack.target.bucket, Key=key)["Body"].read())
-    status, out, output = cli(seeded_stack, "search", "--image", str(probe), "-k", "2")
+    status, out, output = run_cli(seeded_stack, "search", "--image", str(probe), "-k", "2")
     assert status == 0, output
     lines = output.strip().splitlines()
     assert lines[0].startswith("2 result(s) from index ")
     assert lines[1].endswith(key), output
 
-    status, out, output = cli(seeded_stack, "search")
+    status, out, output = run_cli(seeded_stack, "search")
     assert status == 1 and "give either TEXT or --image PATH" in output
 
 
@@ -123,7 +113,7 @@ def test_dlq_redrive(seeded_stack: Seeded) -> None:
     finally:
         seeded_stack.stack.mapping.start()
 
-    status, out, output = cli(seeded_stack, "dlq", "redrive", "--json")
+    status, out, output = run_cli(seeded_stack, "dlq", "redrive", "--json")
     assert status == 0, output
     assert json.loads(out) == {"moved": 1, "dlq_depth": 0}
     seeded_stack.stack.wait_for_ingestion(timeout=60)
@@ -148,14 +138,14 @@ def test_publish_and_rollback_wait_until_the_api_serves(seeded_stack: Seeded) ->
     api = seeded_stack.target.api()
     before = api.version().index_version
 
-    status, out, output = cli(seeded_stack, "pipeline", "run", "--force", "--wait")
+    status, out, output = run_cli(seeded_stack, "pipeline", "run", "--force", "--wait")
     assert status == 0, output
     published = next(line.split()[1] for line in out.splitlines() if line.startswith("published"))
     assert f"the API serves {published} (" in out, output
     # When the command returns, the API already answers with the new version.
     assert api.version().index_version == published
 
-    status, out, output = cli(seeded_stack, "index", "rollback")
+    status, out, output = run_cli(seeded_stack, "index", "rollback")
     assert status == 0, output
     assert f"serving {before} (was {published})" in out and f"the API serves {before} (" in out
     assert api.version().index_version == before
@@ -163,34 +153,34 @@ def test_publish_and_rollback_wait_until_the_api_serves(seeded_stack: Seeded) ->
 
 def test_a_run_with_nothing_new_is_a_skip_everywhere(seeded_stack: Seeded) -> None:
     # Whatever earlier tests uploaded is indexed first; then nothing is new.
-    status, _out, output = cli(seeded_stack, "pipeline", "run", "--wait")
+    status, _out, output = run_cli(seeded_stack, "pipeline", "run", "--wait")
     assert status == 0, output
-    status, out, output = cli(seeded_stack, "pipeline", "run", "--wait", "--json")
+    status, out, output = run_cli(seeded_stack, "pipeline", "run", "--wait", "--json")
     assert status == 0, output
     run = json.loads(out)
     assert run["status"] == "SKIPPED" and "nothing changed" in run["output"]["reason"], run
     assert [s["state"] for s in run["states"]] == ["Snapshot", "Changed?", "NothingChanged"]
 
-    status, out, output = cli(seeded_stack, "pipeline", "run", "--wait")
+    status, out, output = run_cli(seeded_stack, "pipeline", "run", "--wait")
     assert status == 0 and "`imgsearch pipeline run --force` rebuilds anyway" in out, output
 
-    status, out, output = cli(seeded_stack, "pipeline", "history", "--json")
+    status, out, output = run_cli(seeded_stack, "pipeline", "history", "--json")
     assert status == 0, output
     names = {e["name"]: e["status"] for e in json.loads(out)["executions"]}
     assert names[run["execution"].rsplit(":", 1)[1]] == "SKIPPED"
 
-    status, out, output = cli(seeded_stack, "pipeline", "run")
+    status, out, output = run_cli(seeded_stack, "pipeline", "run")
     assert status == 0 and "Step Functions console" not in out, output  # none on a local stack
 
 
 def test_rollback_json_names_the_version_served(seeded_stack: Seeded) -> None:
-    status, out, output = cli(seeded_stack, "pipeline", "run", "--force", "--wait", "--json")
+    status, out, output = run_cli(seeded_stack, "pipeline", "run", "--force", "--wait", "--json")
     assert status == 0, output
     published = json.loads(out)
     version = published["output"]["publish"]["version"]
     assert published["served_after_seconds"] is not None
 
-    status, out, output = cli(seeded_stack, "index", "rollback", "--json")
+    status, out, output = run_cli(seeded_stack, "index", "rollback", "--json")
     assert status == 0, output
     current = json.loads(out)
     assert current["previous"] == version and current["served_after_seconds"] is not None
@@ -232,16 +222,16 @@ def test_a_second_stack_cannot_take_the_running_stacks_state_file(seeded_stack: 
 
 def test_stats_say_what_waits_for_the_next_build(seeded_stack: Seeded) -> None:
     run_pipeline(seeded_stack)  # whatever earlier tests left: published (or unchanged)
-    status, out, output = cli(seeded_stack, "stats", "--json")
+    status, out, output = run_cli(seeded_stack, "stats", "--json")
     assert status == 0, output
     assert json.loads(out)["pending"] == 0
 
     upload_scenes(seeded_stack, "images/pending/", 2, seed=51)
     seeded_stack.stack.wait_for_ingestion(timeout=60)
-    status, out, output = cli(seeded_stack, "stats", "--json")
+    status, out, output = run_cli(seeded_stack, "stats", "--json")
     stats = json.loads(out)
     assert stats["pending"] == 2 and stats["next_build"] is None, stats
-    status, out, output = cli(seeded_stack, "stats")
+    status, out, output = run_cli(seeded_stack, "stats")
     assert "not indexed  2  (embedded since the serving index's snapshot: the next build" in out
     assert "next build   none scheduled (imgsearch pipeline run)" in out
 
@@ -252,14 +242,14 @@ def test_stats_show_progress_on_stderr_and_print_json_alone(seeded_stack: Seeded
     stats = json.loads(done.stdout)  # stdout is the JSON document and nothing else
     assert "scanning the embeddings table" in done.stderr
 
-    status, out, output = cli(seeded_stack, "stats", "--approximate", "--json")
+    status, out, output = run_cli(seeded_stack, "stats", "--approximate", "--json")
     assert status == 0, output
     approximate = json.loads(out)
     items = len(seeded_stack.client("dynamodb").scan(TableName=seeded_stack.target.table)["Items"])
     assert approximate["approximate"] and approximate["item_count"] == items
     assert approximate["embedded"] is None and "scanning" not in output
     assert approximate["index_version"] == stats["index_version"]
-    status, out, _ = cli(seeded_stack, "stats", "--approximate")
+    status, out, _ = run_cli(seeded_stack, "stats", "--approximate")
     assert "refreshed about every 6 hours" in out
 
 
@@ -269,15 +259,17 @@ def test_quarantine_list_says_why_a_file_was_refused(seeded_stack: Seeded) -> No
     s3.put_object(Bucket=seeded_stack.target.bucket, Key=key, Body=b"0123456789")
     seeded_stack.stack.wait_for_ingestion(timeout=60)
 
-    status, out, output = cli(seeded_stack, "quarantine", "list", "--json")
+    status, out, output = run_cli(seeded_stack, "quarantine", "list", "--json")
     assert status == 0, output
     images = {image["key"]: image for image in json.loads(out)["images"]}
     assert images[key]["reason"] == "not_an_image" and images[key]["size"] == 10
     assert images[key]["updated_at"].startswith("20")
 
-    status, out, output = cli(seeded_stack, "quarantine", "list", "--reason", "too_large", "--json")
+    status, out, output = run_cli(
+        seeded_stack, "quarantine", "list", "--reason", "too_large", "--json"
+    )
     assert status == 0 and key not in {i["key"] for i in json.loads(out)["images"]}, output
-    status, out, output = cli(seeded_stack, "quarantine", "list", "--reason", "not_an_image")
+    status, out, output = run_cli(seeded_stack, "quarantine", "list", "--reason", "not_an_image")
     header, *rows = out.splitlines()
     assert header.split() == ["key", "reason", "bytes", "refused", "at", "model"]
     assert any(row.startswith(key) and " not_an_image " in row for row in rows), out
@@ -287,7 +279,7 @@ def test_upload_json_is_the_only_thing_on_stdout(seeded_stack: Seeded, tmp_path:
     image, _ = generate(1, seed=61)[0]
     image.save(tmp_path / "one.png")
     (tmp_path / "readme.txt").write_text("not an image")
-    status, out, output = cli(seeded_stack, "upload", str(tmp_path), "--json")
+    status, out, output = run_cli(seeded_stack, "upload", str(tmp_path), "--json")
     assert status == 0, output
     result = json.loads(out)
     assert result["keys"] == ["images/one.png"]

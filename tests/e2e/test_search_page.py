@@ -1,4 +1,5 @@
-"""The search page in headless Chromium on the local stack: type, see results, "more like this".
+"""The search page in headless Chromium on the local stack: type, see results, "more like this",
+and the clicks it reports.
 
 Debian's ``chromium`` and ``chromium-driver`` (``make e2e-deps`` installs them), driven by
 Selenium. ``IMGSEARCH_UPDATE_SCREENSHOT=1`` also saves ``docs/search-page.png`` for the README.
@@ -8,11 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from imgsearch_devkit.demo.scenes import describes
 from stack_support import Seeded
+
+from imgsearch.usage.reader import UsageReader
+from imgsearch.usage.records import FeedbackRecord
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -187,3 +192,39 @@ def test_a_bearer_token_is_kept_for_the_tab_and_sent(
     wait.until(lambda d: d.execute_script("return window.sent.length"))
     assert browser.execute_script("return window.sent") == ["Bearer a-token"]
     browser.execute_script("sessionStorage.clear()")
+
+
+def test_opening_a_result_or_asking_for_more_like_it_sends_a_click(
+    seeded_stack: Seeded, browser: webdriver.Chrome
+) -> None:
+    wait = open_page(browser, seeded_stack)
+    started = datetime.now(UTC)
+    box = browser.find_element(By.ID, "q")
+    box.send_keys("green cross", Keys.ENTER)
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#results .result")))
+    cards = browser.find_elements(By.CSS_SELECTOR, "#results .result")
+    second = cards[1].get_attribute("data-key")
+    # Opening an image: its link's click (the new tab it would open is not the point here).
+    browser.execute_script(
+        "const a = arguments[0]; a.addEventListener('click', e => e.preventDefault()); a.click()",
+        cards[1].find_element(By.CSS_SELECTOR, "a[data-testid=open]"),
+    )
+    first = cards[0].get_attribute("data-key")
+    cards[0].find_element(By.CSS_SELECTOR, ".similar").click()
+    wait.until(lambda d: "images like" in d.find_element(By.ID, "status").text)
+
+    stack = seeded_stack.stack
+    clicks: list[tuple[str, str, int | None]] = []
+
+    def arrived(_: object) -> bool:
+        stack.usage_stream.flush()
+        reader = UsageReader(seeded_stack.client("s3"), seeded_stack.target.bucket, "usage/")
+        clicks[:] = [
+            (r.key, r.event, r.rank)
+            for r in reader.records(started, datetime.now(UTC) + timedelta(seconds=1))
+            if isinstance(r, FeedbackRecord)
+        ]
+        return len(clicks) >= 2
+
+    WebDriverWait(browser, 30).until(arrived)
+    assert sorted(clicks, key=lambda c: c[2] or 0) == [(first, "click", 1), (second, "click", 2)]

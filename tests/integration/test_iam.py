@@ -36,7 +36,7 @@ from template_support import REGION, REPO, STACK_NAME, functions, handler_comman
 
 RUNTIME = REPO / "layers"
 FUNCTIONS = REPO / "functions"
-SERVICES = ("s3", "dynamodb", "sns")
+SERVICES = ("s3", "dynamodb", "sns", "secretsmanager")
 
 OPERATIONS: dict[str, frozenset[str]] = {
     # boto3 client method -> IAM actions. HeadObject and the transfer manager's
@@ -59,6 +59,7 @@ OPERATIONS: dict[str, frozenset[str]] = {
     "query": frozenset({"dynamodb:Query"}),
     "scan": frozenset({"dynamodb:Scan"}),
     "publish": frozenset({"sns:Publish"}),
+    "get_secret_value": frozenset({"secretsmanager:GetSecretValue"}),
 }
 CLIENT_HELPERS = frozenset({"get_paginator", "generate_presigned_url"})
 """Client methods that are not operations: the operation is their first argument."""
@@ -565,9 +566,25 @@ S3_GRANTS: dict[str, dict[str, set[str]]] = {
         "s3:PutObject": {"snapshots/*"},
         "s3:ListBucket": {"indexes/current.json"},
     },
+    "MonitorFunction": {
+        "s3:GetObject": {
+            "usage/*",
+            "indexes/current.json",
+            "indexes/*/reference.npy",
+            "eval/golden.jsonl",
+            "monitor/*",
+        },
+        "s3:PutObject": {"monitor/*"},
+        "s3:ListBucket": {"usage/*", "indexes/*", "eval/golden.jsonl", "monitor/*"},
+    },
     "BuildIndexFunction": {
         "s3:GetObject": {"snapshots/*"},
-        "s3:PutObject": {"indexes/*/index.usearch", "indexes/*/keys", "indexes/*/recent.json"},
+        "s3:PutObject": {
+            "indexes/*/index.usearch",
+            "indexes/*/keys",
+            "indexes/*/recent.json",
+            "indexes/*/reference.npy",
+        },
     },
     "ValidateIndexFunction": {
         "s3:GetObject": {"indexes/*", "snapshots/*", "eval/golden.jsonl", "models/*"},

@@ -278,6 +278,8 @@ def aws_endpoint() -> Iterator[str]:
             client("sqs").create_queue(QueueName=ref.rsplit("/", 1)[1])
         elif resource["Type"] == "AWS::SNS::Topic":
             client("sns").create_topic(Name=ref.rsplit(":", 1)[1])
+        elif resource["Type"] == "AWS::SecretsManager::Secret":
+            client("secretsmanager").create_secret(Name=ref, SecretString="generated-by-cfn")
     yield endpoint
     server.stop()
 

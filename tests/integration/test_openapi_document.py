@@ -35,13 +35,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_every_operation_documents_its_answer_and_the_error_envelope(served: dict) -> None:
     operations = [(p, m, o) for p, item in served["paths"].items() for m, o in item.items()]
-    assert len(operations) == 6  # three searches, /recent, /health, /version
+    assert len(operations) == 7  # three searches, /recent, /feedback, /health, /version
     for path, method, operation in operations:
         responses = operation["responses"]
-        ok = responses["200"]["content"]["application/json"]["schema"]
+        answer = "202" if path == "/feedback" else "200"
+        ok = responses[answer]["content"]["application/json"]["schema"]
         assert "$ref" in ok, (method, path)
         for status, response in responses.items():
-            if status != "200":
+            if status != answer:
                 schema = response["content"]["application/json"]["schema"]
                 assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
     search = served["paths"]["/search"]["get"]
@@ -49,6 +50,11 @@ def test_every_operation_documents_its_answer_and_the_error_envelope(served: dic
     assert q["required"] is True
     assert q["schema"]["minLength"] == 1 and q["schema"]["pattern"] == r"\S"  # no empty q
     assert "400" in served["paths"]["/images/{key}/similar"]["get"]["responses"]
+    feedback = served["paths"]["/feedback"]["post"]
+    body = feedback["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["required"]) == {"query_id", "key", "event"}
+    assert body["properties"]["event"]["enum"] == ["click", "relevant", "irrelevant"]
+    assert {"400", "413", "415", "422"} <= set(feedback["responses"])
 
 
 def test_the_committed_document_is_what_the_function_serves(served: dict) -> None:

@@ -18,7 +18,7 @@ from query_support import Image, demo_model, http_event, invoke, make_images, qu
 
 pytestmark = pytest.mark.slow
 
-EXPECTED = {200, 400, 404, 413, 415, 422}
+EXPECTED = {200, 202, 400, 404, 413, 415, 422}
 """Every status a request may get with an index loaded: success or a client error."""
 
 CONTENT_TYPES = [

@@ -1,10 +1,10 @@
 """The shape of the code: imports run one way, and nothing configures a handler through the
 process environment.
 
-Tiers (docs/architecture.md): ``core`` -> ``model``/``store``/``catalog``/``eval`` ->
-``ingest``/``pipeline``/``query`` -> ``backfill`` -> ``functions/``; packages of one tier are
-independent of each other, and the developer kit (``imgsearch_devkit``) imports the runtime,
-never the reverse.
+Tiers (docs/architecture.md): ``core`` -> ``model``/``store``/``catalog``/``usage`` -> ``eval``
+-> ``ingest``/``pipeline``/``query``/``monitor`` -> ``backfill``/``rollout`` -> ``functions/``;
+packages of one tier are independent of each other, and the developer kit (``imgsearch_devkit``)
+imports the runtime, never the reverse.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ TIERS = {
     "model": 1,
     "store": 1,
     "catalog": 1,
-    "eval": 1,
-    "ingest": 2,
-    "pipeline": 2,
-    "query": 2,
-    "backfill": 3,
-    "rollout": 3,
+    "usage": 1,
+    "eval": 2,
+    "ingest": 3,
+    "pipeline": 3,
+    "query": 3,
+    "monitor": 3,
+    "backfill": 4,
+    "rollout": 4,
 }
 OUTSIDE_THE_IMAGE = {"imgsearch_devkit", "imgsearch_client"}
 """Distributions the Lambda image never installs."""
@@ -106,7 +108,7 @@ def test_the_check_catches_wrong_way_imports(tmp_path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     assert wrong_way_imports(runtime, functions) == [
-        "core/config.py (tier 0, core) imports imgsearch.query.service (tier 2, query)",
+        "core/config.py (tier 0, core) imports imgsearch.query.service (tier 3, query)",
         "query/service.py: the runtime imports imgsearch_devkit.target, not in the image",
         "store/table.py (tier 1, store) imports imgsearch.catalog.current (tier 1, catalog)",
         "functions/query/app.py imports imgsearch_devkit.local",

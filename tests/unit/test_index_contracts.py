@@ -11,12 +11,12 @@ from imgsearch.catalog.current import CurrentIndex, PublishConflict
 from imgsearch.catalog.errors import PipelineError
 from imgsearch.catalog.report import SnapshotManifest
 from imgsearch.core.errors import ImgsearchError
+from imgsearch.eval.golden import GoldenSetError
 from imgsearch.pipeline.build import BuildError
 from imgsearch.pipeline.contracts import BuildInput, RunState
 from imgsearch.pipeline.publish import NotValidated
 from imgsearch.pipeline.rollback import RollbackError, parse_rollback_input
 from imgsearch.pipeline.snapshot import SnapshotError
-from imgsearch.pipeline.validate import GoldenSetError
 
 MANIFEST = {
     "snapshot_id": "20250101T000000Z-a1b2c3",

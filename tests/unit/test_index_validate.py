@@ -11,9 +11,9 @@ from imgsearch.catalog.keytable import KeyTable
 from imgsearch.catalog.report import Quality, SnapshotManifest
 from imgsearch.core.config import GateSettings, IndexSettings
 from imgsearch.core.vectors import l2_normalise
+from imgsearch.eval.golden import GoldenSetError, parse_golden
 from imgsearch.pipeline.build import build_index
 from imgsearch.pipeline.validate import (
-    GoldenSetError,
     ann_recall,
     check_completeness,
     content_rng,
@@ -21,7 +21,6 @@ from imgsearch.pipeline.validate import (
     expansion_ladder,
     measure_latency,
     noisy_queries,
-    parse_golden,
     quality_gates,
     tune_expansion_search,
 )

@@ -5,7 +5,9 @@ and jitter, honouring ``Retry-After``; a 503 of a stack that serves no index yet
 then raised. A 401 or 403 raises ``AuthError`` saying which ``AuthMode`` the stack seems to want::
 
     api = Client("http://127.0.0.1:3000")                  # the local stack: no auth
-    api.search("red circle", k=3).results[0].key
+    page = api.search("red circle", k=3)
+    page.results[0].key
+    api.feedback(page.query_id, page.results[0].key, "click", rank=1)
 """
 
 from __future__ import annotations
@@ -76,6 +78,18 @@ class Client:
     def similar(self, key: str, k: int | None = None, cursor: str | None = None) -> SearchPage:
         path = f"/images/{quote(key, safe='')}/similar"
         return SearchPage.parse(self.request("GET", path, {"k": k, "cursor": cursor}))
+
+    def feedback(
+        self, query_id: str, key: str, event: str = "click", rank: int | None = None
+    ) -> None:
+        """Report a click (or a ``relevant``/``irrelevant`` judgment) on ``key``, one of the
+        results of the answer ``query_id`` names (``SearchPage.query_id``)."""
+        body = {"query_id": query_id, "key": key, "event": event}
+        if rank is not None:
+            body["rank"] = rank
+        self.request(
+            "POST", "/feedback", body=json.dumps(body).encode(), content_type="application/json"
+        )
 
     def recent(self, k: int | None = None) -> RecentPage:
         """The newest indexed images, newest first; none before the first index."""

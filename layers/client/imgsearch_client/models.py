@@ -25,6 +25,8 @@ class SearchPage:
     k: int
     results: list[SearchResult]
     next_cursor: str | None = None
+    query_id: str = ""
+    """The answer's signed id: ``Client.feedback`` takes it with a click on one of ``results``."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """The answer as the API sent it (fields newer than this client included)."""
 
@@ -36,6 +38,7 @@ class SearchPage:
             k=int(data["k"]),
             results=[SearchResult.parse(r) for r in data.get("results", [])],
             next_cursor=data.get("next_cursor"),
+            query_id=data.get("query_id", ""),
             raw=data,
         )
 

@@ -53,6 +53,7 @@ STACK_OUTPUTS = {
     "BackfillStateMachineArn": "backfill_arn",
     "ModelRolloutStateMachineArn": "rollout_arn",
     "AlertsTopicArn": "alerts_topic_arn",
+    "MonitorFunctionName": "monitor_function",
     "AuthMode": "auth_mode",
 }
 TOKEN_VARIABLE = "IMGSEARCH_TOKEN"
@@ -114,6 +115,8 @@ class Target:
     rollout_arn: str = ""
     """The model rollout state machine (``imgsearch model rollout``)."""
     alerts_topic_arn: str = ""
+    monitor_function: str = ""
+    """The monitor function (``imgsearch monitor run``)."""
     api_url: str = ""
     aws_endpoint: str = ""
     """Set for the local stack (moto server); empty for real AWS."""

@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from imgsearch.catalog.errors import ContractError, WriteConflict
-from imgsearch.core.aws import error_code, is_not_found
+from imgsearch.core.aws import error_code, get_object_if_any
 
 SCHEMA_VERSION = "1.0"
 """The version every model here writes; readers accept any ``1.x``."""
@@ -129,24 +129,16 @@ C = TypeVar("C", bound=Contract)
 
 def read_object(s3: Any, bucket: str, key: str, model: type[C]) -> C | None:
     """The contract stored at ``key``, validated; ``None`` when there is no such object."""
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-    except ClientError as exc:
-        if is_not_found(exc):
-            return None
-        raise
-    return model.parse_json(body.read())
+    response = get_object_if_any(s3, bucket, key)
+    return None if response is None else model.parse_json(response["Body"].read())
 
 
 def read_with_etag(s3: Any, bucket: str, key: str, model: type[C]) -> C | None:
     """``read_object``, with the ETag it was read with in the model's ``etag`` field: what a
     conditional write back (``put_if``) needs."""
-    try:
-        response = s3.get_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if is_not_found(exc):
-            return None
-        raise
+    response = get_object_if_any(s3, bucket, key)
+    if response is None:
+        return None
     found = model.parse_json(response["Body"].read())
     return found.model_copy(update={"etag": response.get("ETag", "")})
 
@@ -163,13 +155,25 @@ CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", 
 def put_if(s3: Any, bucket: str, key: str, contract: Contract, expected_etag: str | None) -> str:
     """Write ``contract`` only if the object is still the one read (``expected_etag``; ``None``:
     there must be none yet). Returns the new ETag; raises ``WriteConflict``."""
+    return put_body_if(s3, bucket, key, contract.to_json(), expected_etag)
+
+
+def put_body_if(
+    s3: Any,
+    bucket: str,
+    key: str,
+    body: bytes,
+    expected_etag: str | None,
+    content_type: str = "application/json",
+) -> str:
+    """``put_if`` for a body that is not a contract (the golden set's JSON lines)."""
     condition = {"IfMatch": expected_etag} if expected_etag else {"IfNoneMatch": "*"}
     try:
         response = s3.put_object(
             Bucket=bucket,
             Key=key,
-            Body=contract.to_json(),
-            ContentType="application/json",
+            Body=body,
+            ContentType=content_type,
             **condition,
         )
     except ClientError as exc:

@@ -7,6 +7,7 @@ Layout under the index prefix (default ``indexes/``)::
     indexes/<version>/report.json     what was built, with which parameters, every figure
     indexes/<version>/published.json  written once the version served (``catalog.versions``)
     indexes/<version>/recent.json     the newest images of its snapshot (``catalog.recent``)
+    indexes/<version>/reference.npy   a sample of its vectors, for drift (``catalog.reference``)
     indexes/current.json              the serving version (``imgsearch.catalog.current``)
 
 and each snapshot's ``snapshots/<id>/snapshot.json`` names its files
@@ -32,6 +33,7 @@ CURRENT_FILE = "current.json"
 SNAPSHOT_FILE = "snapshot.json"
 PUBLISHED_FILE = "published.json"
 RECENT_FILE = "recent.json"
+REFERENCE_FILE = "reference.npy"
 
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}(\.\d{6})?Z-[0-9a-f]{6}$")
 """``new_version``'s shape, and the legacy one without microseconds (versions built before

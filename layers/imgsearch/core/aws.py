@@ -51,6 +51,17 @@ def is_not_found(exc: BaseException) -> bool:
     return error_code(exc) in NOT_FOUND_CODES
 
 
+def get_object_if_any(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    """S3's ``GetObject`` answer for ``key`` (its ``Body``, ``ETag`` ...), None when there is no
+    such object; any other error is raised."""
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+
+
 @dataclass
 class Clients:
     """The boto3 clients of one function, made on first use and kept for the sandbox's life."""

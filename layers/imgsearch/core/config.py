@@ -245,6 +245,65 @@ class RolloutSettings:
 
 
 @dataclass(frozen=True)
+class UsageSettings:
+    prefix: str = env("IMGSEARCH_USAGE_PREFIX", "usage/", _folder)
+    """Where Firehose writes the usage log (``<prefix>YYYY/MM/DD/HH/``, the service's bucket)."""
+    signing_secret_arn: str = env("IMGSEARCH_QUERY_SIGNING_SECRET_ARN", "")
+    """The Secrets Manager secret whose value signs query ids (the template makes one); empty:
+    a random key per process, so feedback is taken only by the environment that searched."""
+    feedback_max_age_seconds: int = env("IMGSEARCH_FEEDBACK_MAX_AGE_SECONDS", 86400)
+    """How long after a search its feedback is taken (older query ids get 422)."""
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    prefix: str = env("IMGSEARCH_MONITOR_PREFIX", "monitor/", _folder)
+    """Where each monitor run writes its report (``<prefix><run>/report.json``, ``report.svg``)."""
+    window_minutes: int = env("IMGSEARCH_MONITOR_WINDOW_MINUTES", 60)
+    """The window a run measures (the schedule's rate): this many minutes, ending
+    ``feedback_lag_seconds`` before the run."""
+    feedback_lag_seconds: int = env("IMGSEARCH_MONITOR_FEEDBACK_LAG_SECONDS", 300)
+    """How long after a window the monitor waits for clicks on its last searches: the window
+    ends this long before the run, and feedback is read until the run."""
+    low_score: float = env("IMGSEARCH_MONITOR_LOW_SCORE", 0.2)
+    """A search whose top score is below this found nothing good (its share is a metric)."""
+    max_drop: float = env("IMGSEARCH_MONITOR_MAX_DROP", 0.2)
+    """A quality metric that falls this share below its baseline is degraded."""
+    min_searches: int = env("IMGSEARCH_MONITOR_MIN_SEARCHES", 30)
+    """Fewer searches than this in a window (or its baseline) decide nothing."""
+    baseline_days: int = env("IMGSEARCH_MONITOR_BASELINE_DAYS", 7)
+    """The baseline: the windows of this many days before the current one."""
+    alarm_windows: int = env("IMGSEARCH_MONITOR_ALARM_WINDOWS", 3)
+    """Consecutive flagged windows before an alarm (the template's alarms use the same)."""
+    drift_alpha: float = env("IMGSEARCH_DRIFT_ALPHA", 0.01)
+    drift_permutations: int = env("IMGSEARCH_DRIFT_PERMUTATIONS", 200)
+    drift_max_samples: int = env("IMGSEARCH_DRIFT_MAX_SAMPLES", 1000)
+    drift_min_samples: int = env("IMGSEARCH_DRIFT_MIN_SAMPLES", 30)
+    """A window with fewer new embeddings than this is not tested for drift."""
+    reference_samples: int = env("IMGSEARCH_DRIFT_REFERENCE_SAMPLES", 2000)
+    """Vectors Build samples from each index version: the reference new images are compared to."""
+
+    def __post_init__(self) -> None:
+        """Settings that cannot work together fail at load, not at the first run."""
+        if not 0 < self.drift_alpha < 1:
+            raise ConfigError(
+                f"IMGSEARCH_DRIFT_ALPHA must be between 0 and 1, got {self.drift_alpha}"
+            )
+        if self.drift_permutations <= 1 / self.drift_alpha - 1:
+            raise ConfigError(
+                f"IMGSEARCH_DRIFT_PERMUTATIONS={self.drift_permutations} cannot give a p-value "
+                f"below IMGSEARCH_DRIFT_ALPHA={self.drift_alpha}: use more than "
+                f"{1 / self.drift_alpha - 1:g}"
+            )
+        if self.drift_max_samples < 2 or self.drift_min_samples < 2:
+            raise ConfigError("IMGSEARCH_DRIFT_MAX_SAMPLES and _MIN_SAMPLES must be at least 2")
+        if not 0 < self.max_drop < 1:
+            raise ConfigError(
+                f"IMGSEARCH_MONITOR_MAX_DROP must be between 0 and 1, got {self.max_drop}"
+            )
+
+
+@dataclass(frozen=True)
 class ObservabilitySettings:
     """What Powertools' Logger and Metrics are named (the template sets both for every function)."""
 
@@ -273,6 +332,8 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     backfill: BackfillSettings = field(default_factory=BackfillSettings)
     rollout: RolloutSettings = field(default_factory=RolloutSettings)
+    usage: UsageSettings = field(default_factory=UsageSettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
 
     @classmethod
@@ -292,6 +353,8 @@ class Settings:
             api=_read(ApiSettings, env_),
             backfill=_read(BackfillSettings, env_),
             rollout=_read(RolloutSettings, env_),
+            usage=_read(UsageSettings, env_),
+            monitor=_read(MonitorSettings, env_),
             observability=_read(ObservabilitySettings, env_),
         )
         if not settings.image_bucket:

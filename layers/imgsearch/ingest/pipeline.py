@@ -60,6 +60,8 @@ from imgsearch.model.batch import preprocess_many
 from imgsearch.model.errors import TooManyBytes
 from imgsearch.model.preprocess import ImageLimits
 from imgsearch.store import EmbeddingRecord, EmbeddingStore, pad_sequencer
+from imgsearch.usage.log import UsageLog, usage_log
+from imgsearch.usage.records import IngestRecord, encode_vector
 
 tracer = Tracer()
 
@@ -209,8 +211,10 @@ class Ingestor:
         batch_size: int = 16,
         io_workers: int = 16,
         logger: logging.Logger | Any = None,
+        usage: UsageLog = usage_log,
     ) -> None:
         self.store = store
+        self.usage = usage
         self.s3 = s3
         self.model = model
         self.model_id = model.model_id
@@ -504,6 +508,13 @@ class Ingestor:
             return Outcome(event.message_id, event.key, "skipped", STALE, "lost a write race")
         if work.reason:
             return Outcome(event.message_id, event.key, "quarantined", work.reason, work.detail)
+        if not work.backfill and work.vector is not None:
+            # An upload, not the past filled in: the drift monitor's new images.
+            self.usage.emit(
+                IngestRecord(
+                    record.updated_at, event.key, self.model_id, encode_vector(work.vector)
+                )
+            )
         return Outcome(event.message_id, event.key, "embedded", reused=work.reused)
 
     # -- helpers -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ float16 memmap, on every thread the function has::
 
     index = build_index(local.vectors, local.ids, settings.index, threads=6)
     result = build_version(settings, s3, manifest)   # uploads indexes/<version>/index.usearch,
-                                                     # keys and recent.json
+                                                     # keys, recent.json and reference.npy
 
 The saved file carries its metric, scalar type and dimensions, so the query function opens it
 with ``Index.restore(path, view=True)`` and gets the same index back. ``BuildResult``, the
@@ -29,11 +29,13 @@ from imgsearch.catalog.errors import PipelineError
 from imgsearch.catalog.keytable import KeyTable
 from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE, new_version, version_key
 from imgsearch.catalog.recent import RecentImages, write_recent
+from imgsearch.catalog.reference import sample_rows, write_reference
 from imgsearch.catalog.report import BuildResult, SnapshotManifest
 from imgsearch.core.clock import now_iso
 from imgsearch.core.config import IndexSettings, Settings
 from imgsearch.core.vectors import metric_for, prepare
 from imgsearch.pipeline.snapshot import LocalSnapshot
+from imgsearch.pipeline.validate import content_rng
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,11 @@ def build_version(
         keys_key = version_key(settings.index.prefix, version, KEYS_FILE)
         s3.upload_file(str(index_path), settings.bucket, index_key)
         s3.upload_file(str(keys_path), settings.bucket, keys_key)
+        # What the drift monitor compares new images with, while this version serves.
+        reference = sample_rows(
+            local.vectors, settings.monitor.reference_samples, content_rng(manifest)
+        )
+        write_reference(s3, settings.bucket, settings.index.prefix, version, reference)
         # The page's first view: the snapshot's newest images, served with this version.
         write_recent(
             s3,

@@ -32,22 +32,19 @@ Gate state rejects the version::
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from botocore.exceptions import ClientError
 from usearch.index import BatchMatches, Index
 from usearch.index import search as exact_search
 
 from imgsearch.catalog.contract import Figure
-from imgsearch.catalog.errors import PipelineError
 from imgsearch.catalog.keytable import KeyTable
 from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE
 from imgsearch.catalog.registry import bundle_uri, read_record
@@ -63,11 +60,11 @@ from imgsearch.catalog.report import (
     read_report,
     write_report,
 )
-from imgsearch.core.aws import is_not_found
 from imgsearch.core.clock import now_iso
 from imgsearch.core.config import GateSettings, IndexSettings, Settings
 from imgsearch.core.keys import image_id
 from imgsearch.core.vectors import l2_normalise, prepare
+from imgsearch.eval.golden import GoldenSet, load_golden
 from imgsearch.eval.metrics import score_rankings
 from imgsearch.model.bundle import bundle_model_id
 from imgsearch.pipeline.contracts import ValidationOutcome
@@ -88,56 +85,10 @@ SCREEN_SLACK = 1e-3
 """How far below the float32 ``k``-th a candidate may score (float32 errors are ~1e-6)."""
 
 
-class GoldenSetError(PipelineError):
-    """The golden set in the bucket is not valid JSON lines of {"query", "relevant"}."""
-
-
 class TextEncoder(Protocol):
     model_id: str
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class GoldenSet:
-    queries: list[str]
-    relevant: list[frozenset[str]]
-    sha256: str
-    key: str
-
-
-def parse_golden(body: bytes, key: str) -> GoldenSet:
-    queries: list[str] = []
-    relevant: list[frozenset[str]] = []
-    for number, line in enumerate(body.decode("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise GoldenSetError(f"{key} line {number}: not JSON ({exc.msg})") from exc
-        query, keys = (
-            (item.get("query"), item.get("relevant")) if isinstance(item, dict) else (0, 0)
-        )
-        if not isinstance(query, str) or not query.strip():
-            raise GoldenSetError(f'{key} line {number}: "query" must be a non-empty string')
-        if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
-            raise GoldenSetError(f'{key} line {number}: "relevant" must be a list of S3 keys')
-        queries.append(query)
-        relevant.append(frozenset(keys))
-    if not queries:
-        raise GoldenSetError(f"{key} holds no queries")
-    return GoldenSet(queries, relevant, hashlib.sha256(body).hexdigest(), key)
-
-
-def load_golden(s3: Any, bucket: str, key: str) -> GoldenSet | None:
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if is_not_found(exc):
-            return None
-        raise
-    return parse_golden(body, key)
 
 
 def content_rng(manifest: SnapshotManifest) -> np.random.Generator:

@@ -72,6 +72,10 @@ class Page:
     served: Served
     hits: list[Hit]
     next_cursor: str | None
+    vector: np.ndarray
+    """The query's unit vector (the usage log keeps it for the drift monitor)."""
+    offset: int = 0
+    """Hits before this page (the cursor's)."""
 
 
 def _require_utf8(text: str, parameter: str) -> None:
@@ -174,7 +178,7 @@ class SearchEngine:
         try:
             served = serving()
         except NoIndex:
-            if self._table_vector(key, self.model.model_id) is None:
+            if self.table_vector(key, self.model.model_id) is None:
                 raise NotFound(f"no image {key!r} is indexed", key=key) from None
             raise
         served.deleted.refresh_if_stale()
@@ -191,10 +195,10 @@ class SearchEngine:
         found = served.index.get(image_id(key), dtype=np.float32)
         if found is not None and served.keys.key(image_id(key)) == key:
             return l2_normalise(np.asarray(found).reshape(1, -1))[0]
-        vector = self._table_vector(key, served.current.model)
+        vector = self.table_vector(key, served.current.model)
         return None if vector is None else l2_normalise(vector.reshape(1, -1))[0]
 
-    def _table_vector(self, key: str, model: str) -> np.ndarray | None:
+    def table_vector(self, key: str, model: str) -> np.ndarray | None:
         """The table's vector of ``key`` for ``model``; None if absent or deleted."""
         record = self.store.get(key, model)
         if record is None or record.status != "ok" or record.vector is None:
@@ -218,13 +222,13 @@ class SearchEngine:
             after.check(served.version, query)
         returned = after.returned if after else 0
         if returned >= MAX_DEPTH:
-            return Page(served, [], None)
+            return Page(served, [], None, vector, returned)
         k = min(k, MAX_DEPTH - returned)
         total = len(served.index)
         count = min(returned + k + 1 + (exclude is not None), total, MAX_SEARCH_COUNT)
-        vector = prepare(vector, served.index.dtype)
+        prepared = prepare(vector, served.index.dtype)
         while True:
-            hits, exhausted = self._eligible(served, vector, count, after, min_score, exclude, k)
+            hits, exhausted = self._eligible(served, prepared, count, after, min_score, exclude, k)
             if len(hits) > k or exhausted or count >= min(total, MAX_SEARCH_COUNT):
                 break
             count = min(2 * count, total, MAX_SEARCH_COUNT)
@@ -234,7 +238,7 @@ class SearchEngine:
         if more:
             last = page[-1]
             token = Cursor(served.version, query, returned + len(page), last.score, last.id)
-        return Page(served, page, token.encode() if token else None)
+        return Page(served, page, token.encode() if token else None, vector, returned)
 
     @staticmethod
     def _eligible(

@@ -76,6 +76,18 @@ class InvalidCursor(Unprocessable):
     code = "invalid_cursor"
 
 
+class InvalidQueryId(Unprocessable):
+    """Feedback on a query id this stack did not sign, or signed too long ago."""
+
+    code = "invalid_query_id"
+
+
+class UnknownImage(Unprocessable):
+    """Feedback on a key that is not an indexed image."""
+
+    code = "unknown_image"
+
+
 class TooCostly(Unprocessable):
     """An image that would take longer to decode than the query function's budget."""
 

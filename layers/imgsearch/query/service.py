@@ -2,14 +2,16 @@
 
 ``SearchService.from_settings`` loads the model bundle and the serving index (when one is
 published) before the first request, so no request pays for either. The HTTP routes call its
-six operations and nothing else; each checks for a newer index when due (see
+operations and nothing else; each checks for a newer index when due (see
 ``IndexServer.refresh_if_due``), each search checks its input before it requires the served
-version, and answers with presigned image URLs::
+version, answers with presigned image URLs and a signed ``query_id``, and writes a search record
+to the usage log (``imgsearch.usage``) after its answer is made::
 
     service = SearchService.from_settings(settings, clients)
     first = service.text("two red circles", k=20)   # SearchResponse, or NoIndex (HTTP 503)
     service.text("two red circles", k=20, cursor=first.next_cursor)
     service.similar("images/cat.jpg", k=20)
+    service.feedback(first.query_id, first.results[0].key, "click", rank=1)
     service.recent(k=12)                            # the newest images: the page's first view
     service.health()                                # Health: no model or index work
     service.refresh_now()                           # current.json changed: serve it at once
@@ -18,6 +20,9 @@ version, and answers with presigned image URLs::
 from __future__ import annotations
 
 import functools
+import hashlib
+import logging
+import secrets
 import time
 from typing import Any
 
@@ -25,11 +30,15 @@ from botocore.config import Config
 
 from imgsearch.catalog.current import CurrentIndex
 from imgsearch.core.aws import Clients
+from imgsearch.core.clock import now_iso
 from imgsearch.core.config import Settings
+from imgsearch.core.keys import image_id
 from imgsearch.model import ClipModel, ImageLimits
 from imgsearch.query.deletions import DeletedKeys, tombstones_since
-from imgsearch.query.engine import Page, SearchEngine
+from imgsearch.query.engine import Page, SearchEngine, normalise_text
+from imgsearch.query.errors import InvalidQueryId, UnknownImage
 from imgsearch.query.http.models import (
+    FeedbackResponse,
     Health,
     RecentResponse,
     RecentResult,
@@ -41,6 +50,18 @@ from imgsearch.query.models import QueryModels
 from imgsearch.query.presign import Presigner
 from imgsearch.query.serving import IndexServer, Served
 from imgsearch.store import EmbeddingStore
+from imgsearch.usage.log import UsageLog, usage_log
+from imgsearch.usage.records import (
+    FeedbackEvent,
+    FeedbackRecord,
+    SearchKind,
+    SearchRecord,
+    Shown,
+    encode_vector,
+)
+from imgsearch.usage.signing import QuerySignatureError, QuerySigner
+
+logger = logging.getLogger(__name__)
 
 QUERY_AWS_CONFIG = Config(
     connect_timeout=2, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}
@@ -63,9 +84,15 @@ class SearchService:
         store: EmbeddingStore,
         s3: Any,
         credentials: Any,
+        signing_key: bytes | None = None,
+        usage: UsageLog = usage_log,
     ) -> None:
         self.settings = settings
         self.model = model
+        self.usage = usage
+        self.signer = QuerySigner(
+            signing_key or secrets.token_bytes(32), settings.usage.feedback_max_age_seconds
+        )
         api = settings.api
         self.engine = SearchEngine(
             model,
@@ -119,7 +146,14 @@ class SearchService:
             lazy_visual=True,
         )
         store = EmbeddingStore(settings.table, dynamodb)
-        service = cls(settings, model, store, s3, clients.session.get_credentials())
+        service = cls(
+            settings,
+            model,
+            store,
+            s3,
+            clients.session.get_credentials(),
+            signing_key=_signing_key(settings, clients),
+        )
         service.server.refresh()
         return service
 
@@ -127,19 +161,53 @@ class SearchService:
         self, q: str, k: int, cursor: str | None = None, min_score: float | None = None
     ) -> SearchResponse:
         """Images that match the text ``q``."""
-        return self._respond(self.engine.text(self._serving, q, k, cursor, min_score), k)
+        started = time.perf_counter()
+        page = self.engine.text(self._serving, q, k, cursor, min_score)
+        return self._respond(page, k, started, "text", text=normalise_text(q))
 
     def image(
         self, data: bytes, k: int, cursor: str | None = None, min_score: float | None = None
     ) -> SearchResponse:
         """Images that look like the encoded image ``data``."""
-        return self._respond(self.engine.image(self._serving, data, k, cursor, min_score), k)
+        started = time.perf_counter()
+        page = self.engine.image(self._serving, data, k, cursor, min_score)
+        digest = hashlib.sha256(data).hexdigest()
+        return self._respond(page, k, started, "image", image_sha256=digest)
 
     def similar(
         self, key: str, k: int, cursor: str | None = None, min_score: float | None = None
     ) -> SearchResponse:
         """Images like the stored image ``key``, itself left out (NotFound if unknown)."""
-        return self._respond(self.engine.similar(self._serving, key, k, cursor, min_score), k)
+        started = time.perf_counter()
+        page = self.engine.similar(self._serving, key, k, cursor, min_score)
+        return self._respond(page, k, started, "similar", key=key)
+
+    def feedback(
+        self, query_id: str, key: str, event: FeedbackEvent, rank: int | None = None
+    ) -> FeedbackResponse:
+        """Record that the user clicked or judged ``key`` among ``query_id``'s results.
+
+        Unprocessable (422) for an id this stack did not sign, or signed longer ago than
+        ``IMGSEARCH_FEEDBACK_MAX_AGE_SECONDS``, and for a key that is not an indexed image;
+        whether the search showed it is checked where the log is joined (``imgsearch.usage.join``),
+        as the query function keeps no state between requests."""
+        try:
+            self.signer.verify(query_id)
+        except QuerySignatureError as exc:
+            raise InvalidQueryId(str(exc), parameter="query_id", reason=exc.reason) from exc
+        if not self._known(key):
+            raise UnknownImage(f"no image {key!r} is indexed", parameter="key", key=key)
+        self.usage.emit(FeedbackRecord(query_id, now_iso(), key, event, rank))
+        return FeedbackResponse(status="accepted", query_id=query_id)
+
+    def _known(self, key: str) -> bool:
+        """In the served index, or (embedded since it was built, or a swap away) in the table."""
+        self.server.refresh_if_due()
+        served = self.server.served
+        if served is not None and served.keys.key(image_id(key)) == key:
+            return True
+        model = served.current.model if served else self.model.model_id
+        return self.engine.table_vector(key, model) is not None
 
     def recent(self, k: int) -> RecentResponse:
         """The ``k`` newest images of the served version's snapshot, newest first, without
@@ -209,8 +277,19 @@ class SearchService:
         self.server.refresh_if_due()
         return self.server.require()
 
-    def _respond(self, page: Page, k: int) -> SearchResponse:
-        return SearchResponse(
+    def _respond(
+        self,
+        page: Page,
+        k: int,
+        started: float,
+        kind: SearchKind,
+        text: str | None = None,
+        image_sha256: str | None = None,
+        key: str | None = None,
+    ) -> SearchResponse:
+        query_id = self.signer.issue()
+        response = SearchResponse(
+            query_id=query_id,
             index_version=page.served.version,
             model=page.served.current.model,
             k=k,
@@ -220,3 +299,35 @@ class SearchService:
             ],
             next_cursor=page.next_cursor,
         )
+        self.usage.emit(
+            SearchRecord(
+                query_id=query_id,
+                time=now_iso(),
+                model=page.served.current.model,
+                index_version=page.served.version,
+                kind=kind,
+                k=k,
+                offset=page.offset,
+                results=tuple(Shown(h.key, h.score) for h in page.hits),
+                latency_ms=(time.perf_counter() - started) * 1e3,
+                text=text,
+                image_sha256=image_sha256,
+                key=key,
+                vector=encode_vector(page.vector),
+            )
+        )
+        return response
+
+
+def _signing_key(settings: Settings, clients: Clients) -> bytes | None:
+    """The stack's query-signing key from Secrets Manager; None (a key of this process's own)
+    when none is configured."""
+    arn = settings.usage.signing_secret_arn
+    if not arn:
+        logger.warning(
+            "IMGSEARCH_QUERY_SIGNING_SECRET_ARN is not set: query ids are signed with a key of "
+            "this process, and feedback is taken only by it"
+        )
+        return None
+    secret = clients.client("secretsmanager", QUERY_AWS_CONFIG).get_secret_value(SecretId=arn)
+    return secret["SecretString"].encode("utf-8")

@@ -30,6 +30,9 @@ COMMAND_MODULES = (
     "index",
     "pipeline",
     "backfill",
+    "feedback",
+    "golden",
+    "monitor",
 )
 
 

@@ -14,6 +14,7 @@ and so are the state machines, which it would create where its ASL interpreter d
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ INDEX_PIPELINE = "IndexPipeline"
 BACKFILL = "BackfillStateMachine"
 ROLLOUT = "ModelRolloutStateMachine"
 """The template's state machines, by logical id."""
+MONITOR = "MonitorFunction"
 
 
 @dataclass
@@ -63,6 +65,8 @@ class LocalResources:
     """The backfill state machine ("" if the template has none)."""
     rollout_arn: str = ""
     """The model rollout state machine ("" if the template has none)."""
+    monitor_function: str = ""
+    """The monitor function's name ("" if the template has none)."""
     image_bucket: str = ""
     """Where the images are: ``bucket`` (its S3 -> SQS notification), or the existing bucket
     the template's EventBridge rule forwards events from (``ExistingBucketName``)."""
@@ -79,8 +83,8 @@ def create_resources(
 ) -> LocalResources:
     """Create the stack on moto; describe what the local stack runs and reports.
 
-    ``clients`` holds boto3 clients of the moto server for ``cloudformation``, ``s3``, ``sqs``
-    and ``stepfunctions``.
+    ``clients`` holds boto3 clients of the moto server for ``cloudformation``, ``s3``, ``sqs``,
+    ``stepfunctions``, ``secretsmanager``, ``firehose`` and ``logs``.
     """
     cloudformation = clients["cloudformation"]
     stack = StackTemplate(template, stack_name, region, parameters)
@@ -109,8 +113,76 @@ def create_resources(
         }
     )
     apply_ignored_bucket_properties(clients["s3"], stack)
+    _create_secrets(clients["secretsmanager"], stack)
+    _create_usage_log(clients["firehose"], clients["logs"], stack)
     _create_state_machines(clients["stepfunctions"], stack)
     return _describe(stack, clients["sqs"])
+
+
+def _create_secrets(secretsmanager: Any, stack: StackTemplate) -> None:
+    """Each generated secret (the query-signing key), through the API: moto's CloudFormation
+    has no model for it. A new value per start, as a new stack would have."""
+    kind = "AWS::SecretsManager::Secret"
+    for logical_id in stack.resources(kind):
+        name = default_name(stack.stack_name, logical_id, kind)
+        value = secrets.token_urlsafe(48)
+        try:
+            arn = secretsmanager.create_secret(Name=name, SecretString=value)["ARN"]
+        except secretsmanager.exceptions.ResourceExistsException:
+            arn = secretsmanager.put_secret_value(SecretId=name, SecretString=value)["ARN"]
+        stack.locate({logical_id: arn})
+
+
+def _create_usage_log(firehose: Any, logs: Any, stack: StackTemplate) -> None:
+    """The usage log's Firehose stream and the subscription filters that feed it, through the
+    API (moto's CloudFormation has no model for either). moto's Firehose writes what it gets
+    at once, without the template's processors: gzipped CloudWatch Logs envelopes."""
+    kind = "AWS::KinesisFirehose::DeliveryStream"
+    for logical_id in stack.resources(kind):
+        properties = stack.resolve(stack.properties(logical_id))
+        destination = properties["ExtendedS3DestinationConfiguration"]
+        name = default_name(stack.stack_name, logical_id, kind)
+        firehose.create_delivery_stream(
+            DeliveryStreamName=name,
+            DeliveryStreamType="DirectPut",
+            ExtendedS3DestinationConfiguration={
+                "BucketARN": destination["BucketARN"],
+                "RoleARN": destination["RoleARN"],
+                "Prefix": destination.get("Prefix", ""),
+            },
+        )
+        arn = firehose.describe_delivery_stream(DeliveryStreamName=name)[
+            "DeliveryStreamDescription"
+        ]["DeliveryStreamARN"]
+        stack.locate({logical_id: name})
+        stack.resolve.attributes[(logical_id, "Arn")] = arn
+    for logical_id in stack.resources("AWS::Logs::SubscriptionFilter"):
+        properties = stack.resolve(stack.properties(logical_id))
+        logs.put_subscription_filter(
+            logGroupName=properties["LogGroupName"],
+            filterName=logical_id,
+            filterPattern=properties["FilterPattern"],
+            destinationArn=properties["DestinationArn"],
+            roleArn=properties["RoleArn"],
+        )
+
+
+def usage_log_groups(stack: StackTemplate) -> dict[str, str]:
+    """Record kind -> the log group whose subscription filter takes it: the query function's
+    (searches, feedback) and the embed function's (uploads)."""
+    subscribed = {
+        stack.resolve(stack.properties(f)["LogGroupName"])
+        for f in stack.resources("AWS::Logs::SubscriptionFilter")
+    }
+    groups: dict[str, str] = {}
+    for spec in stack.functions().values():
+        logging_config = stack.properties(spec.logical_id).get("LoggingConfig") or {}
+        group = stack.resolve(logging_config.get("LogGroup", ""))
+        if group not in subscribed:
+            continue
+        kinds = ("search", "feedback") if spec.logical_id == stack.api_function() else ("ingest",)
+        groups |= dict.fromkeys(kinds, group)
+    return groups
 
 
 def _create_state_machines(sfn: Any, stack: StackTemplate) -> None:
@@ -231,6 +303,7 @@ def _describe(stack: StackTemplate, sqs: Any) -> LocalResources:
         state_machine_arn=resolve.ref(INDEX_PIPELINE) if INDEX_PIPELINE in machines else "",
         backfill_arn=resolve.ref(BACKFILL) if BACKFILL in machines else "",
         rollout_arn=resolve.ref(ROLLOUT) if ROLLOUT in machines else "",
+        monitor_function=resolve.ref(MONITOR) if MONITOR in stack.functions() else "",
         template=stack,
         image_bucket=route.bucket,
     )

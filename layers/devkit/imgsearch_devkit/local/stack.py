@@ -61,9 +61,11 @@ from imgsearch_devkit.local.resources import (
     LocalResources,
     create_resources,
     task_root_path,
+    usage_log_groups,
 )
 from imgsearch_devkit.local.sqs_worker import SqsEventSourceMapping
 from imgsearch_devkit.local.template import load_template
+from imgsearch_devkit.local.usage_stream import UsageStream
 from imgsearch_devkit.ops.stats import queue_depth
 from imgsearch_devkit.project import project_root
 from imgsearch_devkit.target import LOCAL_STATE_FILE, Target, claim_state_file
@@ -260,7 +262,16 @@ class LocalStack:
 
         clients = {
             name: self._client(name, endpoint)
-            for name in ("s3", "sqs", "dynamodb", "cloudformation", "stepfunctions")
+            for name in (
+                "s3",
+                "sqs",
+                "dynamodb",
+                "cloudformation",
+                "stepfunctions",
+                "secretsmanager",
+                "firehose",
+                "logs",
+            )
         }
         parameters = dict(config.parameters)
         if config.existing_bucket:
@@ -271,6 +282,10 @@ class LocalStack:
         )
         self.resources = resources
         self.restored = self._restore_data(clients, resources)
+        # What Lambda does with a function's output: the usage records reach the log groups.
+        assert resources.template is not None  # create_resources always sets it
+        self.usage_stream = UsageStream(clients["logs"], usage_log_groups(resources.template))
+        self._exit.enter_context(self.usage_stream.installed())
 
         handlers = self._build_handlers(resources)
         routes = {
@@ -316,6 +331,7 @@ class LocalStack:
             backfill_arn=resources.backfill_arn,
             rollout_arn=resources.rollout_arn,
             alerts_topic_arn=resources.alerts_topic_arn,
+            monitor_function=resources.monitor_function,
             api_url=self.api.url,
             aws_endpoint=endpoint,
             stack=config.stack_name,

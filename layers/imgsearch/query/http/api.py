@@ -8,6 +8,7 @@ the route functions and ``imgsearch.query.http.models``)::
     POST /search?k=&cursor=&min_score=       image -> images (raw image/* body, or JSON base64)
     GET  /images/{key}/similar?k=&cursor=    more like a stored image
     GET  /recent?k=                          the newest images (first view)  routes/recent.py
+    POST /feedback                           a click or judgment on a result routes/feedback.py
     GET  /health   GET /version   GET /      (the search page)           routes/meta.py
 
 Every error is JSON ``{"status", "error", "message", "details"?}`` with the right status; a
@@ -30,8 +31,14 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from imgsearch.query.errors import ApiError, BadRequest, MethodNotAllowed, NotFound, Unprocessable
-from imgsearch.query.http.routes import meta, recent, search
+from imgsearch.query.errors import (
+    ApiError,
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    Unprocessable,
+)
+from imgsearch.query.http.routes import feedback, meta, recent, search
 from imgsearch.query.service import SearchService
 
 logger = logging.getLogger(__name__)
@@ -44,13 +51,16 @@ OPENAPI_INFO = {
 }
 _MALFORMED = {
     "json_invalid",
+    "model_attributes_type",
+    "model_type",
     "missing",
     "string_unicode",
     "string_too_short",
     "string_pattern_mismatch",
 }
 """Validation error types that mean a malformed request (400) rather than a bad value (422):
-the last two are an empty ``q`` (``minLength`` 1, pattern ``\\S``)."""
+a body that is not JSON or not an object, a missing field, and an empty ``q`` (the last two:
+``minLength`` 1, pattern ``\\S``)."""
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -146,6 +156,7 @@ def create_app(service: SearchService, stats: RouteMetrics | None = None) -> API
     app.include_router(meta.router(service))
     app.include_router(search.router(service, service.settings.api))
     app.include_router(recent.router(service, service.settings.api))
+    app.include_router(feedback.router(service))
 
     @app.exception_handler(ApiError)
     def api_error(error: ApiError) -> Response:

@@ -24,6 +24,9 @@ class SearchResult(BaseModel):
 
 
 class SearchResponse(BaseModel):
+    query_id: str = Field(
+        description="Signed id of this answer: send it with `POST /feedback` on its results"
+    )
     index_version: str = Field(description="The index version that answered")
     model: str = Field(description="Model id (name@version) that embedded the query")
     k: int
@@ -31,6 +34,24 @@ class SearchResponse(BaseModel):
     next_cursor: str | None = Field(
         default=None, description="Pass as `cursor` with the same query for the next page"
     )
+
+
+class FeedbackRequest(BaseModel):
+    query_id: str = Field(
+        min_length=1, max_length=128, description="`query_id` of the answer that showed `key`"
+    )
+    key: str = Field(min_length=1, max_length=1024, description="S3 key of the result")
+    event: Literal["click", "relevant", "irrelevant"] = Field(
+        description="`click`: opened or used for more like this; `relevant`/`irrelevant`: judged"
+    )
+    rank: int | None = Field(
+        default=None, ge=1, le=1000, description="The 1-based rank the result was shown at"
+    )
+
+
+class FeedbackResponse(BaseModel):
+    status: Literal["accepted"]
+    query_id: str
 
 
 class RecentResult(BaseModel):

@@ -1,0 +1,1 @@
+"""Quality metrics, embedding drift, and the monitor's report."""
