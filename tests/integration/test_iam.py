@@ -578,7 +578,13 @@ S3_GRANTS: dict[str, dict[str, set[str]]] = {
         "s3:ListBucket": {"usage/*", "indexes/*", "eval/golden.jsonl", "monitor/*"},
     },
     "BuildIndexFunction": {
-        "s3:GetObject": {"snapshots/*"},
+        "s3:GetObject": {
+            "snapshots/*",
+            "indexes/current.json",
+            "indexes/*/report.json",
+            "indexes/*/index.usearch",
+        },
+        "s3:ListBucket": {"indexes/*"},
         "s3:PutObject": {
             "indexes/*/index.usearch",
             "indexes/*/keys",

@@ -40,6 +40,7 @@ from tiny_bundle import make_tiny_bundle
 
 from imgsearch.catalog.current import read_current
 from imgsearch.catalog.registry import require_record
+from imgsearch.catalog.report import read_report
 from imgsearch.catalog.rollout import read_rollout
 from imgsearch.core.aws import Clients
 from imgsearch.core.config import Settings
@@ -223,6 +224,11 @@ def test_a_rollout_swaps_model_and_index_with_no_failed_query_and_rolls_back(
         assert {model for _, model in load.answers} <= {champion, candidate}
         assert w.serving() == candidate
         assert get(w.query, "/version").json["model"] == candidate
+        built = read_report(w.s3, BUCKET, "indexes/", read_current(w.s3, BUCKET).version).build
+        assert (built.mode, built.mode_reason) == (
+            "full",
+            f"the model changed ({champion} -> {candidate})",
+        )  # another model's vectors: never an incremental build
         assert read_rollout(w.s3, BUCKET) is None  # dual writes stopped
         assert require_record(w.s3, BUCKET, candidate).state == "production"
 

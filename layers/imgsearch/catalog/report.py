@@ -75,6 +75,18 @@ class BuildResult(Contract):
     keys_bytes: int
     memory_bytes: int
     built_at: str
+    mode: Literal["full", "incremental"] = "full"
+    mode_reason: str = ""
+    """Why this mode: what made a full build necessary, or the change an incremental one made."""
+    base_version: str = ""
+    """The serving version an incremental build started from."""
+    added: int = 0
+    removed: int = 0
+    changed: int = 0
+    """Vectors added, removed and replaced (a new embedding of the same key) by an incremental
+    build; a full build reports none."""
+    removed_since_full: int = 0
+    """Entries removed (tombstones) since the last full build, this build's included."""
 
 
 class Gate(Part):

@@ -165,6 +165,11 @@ class IndexSettings:
     candidate_ttl_seconds: int = env("IMGSEARCH_INDEX_CANDIDATE_TTL_SECONDS", 7200)
     """How long a version that never served is kept: longer than a run may last (the state
     machine's TimeoutSeconds, 3600), so pruning never deletes a racing run's candidate."""
+    incremental_max_removed: float = env("IMGSEARCH_INDEX_INCREMENTAL_MAX_REMOVED", 0.1)
+    """Build starts from the serving index (adds the new and changed vectors, removes the
+    deleted and changed ones) until the entries removed since its last full build pass this
+    share of the index: usearch's ``remove`` leaves tombstones and keeps their memory
+    (unum-cloud/USearch#726), so past it a full build is cheaper to search. 0: always full."""
     scan_segments: int = env("IMGSEARCH_SCAN_SEGMENTS", 4)
     cache_dir: str = env("IMGSEARCH_INDEX_CACHE_DIR", "/tmp/imgsearch/indexes")
     refresh_seconds: int = env("IMGSEARCH_INDEX_REFRESH_SECONDS", 60)

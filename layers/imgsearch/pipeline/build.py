@@ -9,9 +9,12 @@ float16 memmap, on every thread the function has::
     result = build_version(settings, s3, manifest)   # uploads indexes/<version>/index.usearch,
                                                      # keys, recent.json and reference.npy
 
-The saved file carries its metric, scalar type and dimensions, so the query function opens it
-with ``Index.restore(path, view=True)`` and gets the same index back. ``BuildResult``, the
-step's output, is part of the version's report: :mod:`imgsearch.catalog.report` defines it.
+When the serving index was built from the same model at the same settings, Build starts from
+it and changes only what the snapshot changed (``imgsearch.pipeline.incremental``); the result
+says which mode ran and why. The saved file carries its metric, scalar type and dimensions, so
+the query function opens it with ``Index.restore(path, view=True)`` and gets the same index
+back. ``BuildResult``, the step's output, is part of the version's report:
+:mod:`imgsearch.catalog.report` defines it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ from imgsearch.catalog.report import BuildResult, SnapshotManifest
 from imgsearch.core.clock import now_iso
 from imgsearch.core.config import IndexSettings, Settings
 from imgsearch.core.vectors import metric_for, prepare
+from imgsearch.pipeline.incremental import (
+    BuildPlan,
+    Change,
+    apply_changes,
+    plan_build,
+    restore_base,
+)
 from imgsearch.pipeline.snapshot import LocalSnapshot
 from imgsearch.pipeline.validate import content_rng
 
@@ -95,8 +105,9 @@ def build_version(
     with tempfile.TemporaryDirectory(dir=workdir) as name:
         folder = Path(name)
         local = LocalSnapshot.download(s3, settings.bucket, manifest, folder)
+        plan = plan_build(settings, s3, manifest)
         started = time.perf_counter()
-        index = build_index(local.vectors, local.ids, settings.index, threads)
+        index, change, plan = _build(settings, s3, local, plan, folder, threads)
         build_seconds = time.perf_counter() - started
         index_path, keys_path = folder / INDEX_FILE, folder / KEYS_FILE
         index.save(str(index_path))
@@ -133,13 +144,47 @@ def build_version(
             keys_bytes=keys_path.stat().st_size,
             memory_bytes=int(index.memory_usage),
             built_at=now_iso(),
+            mode=plan.mode,
+            mode_reason=plan.reason,
+            base_version=plan.base_version,
+            added=change.added if change else 0,
+            removed=change.removed if change else 0,
+            changed=change.changed if change else 0,
+            removed_since_full=(
+                plan.removed_before + change.removed + change.changed if change else 0
+            ),
         )
     logger.info(
-        "build: version %s, %d vectors, %.1f s on %d threads, %d bytes",
+        "build: version %s (%s: %s), %d vectors, %.1f s on %d threads, %d bytes",
         version,
+        result.mode,
+        result.mode_reason,
         result.count,
         result.build_seconds,
         threads,
         result.index_bytes,
     )
     return result
+
+
+def _build(
+    settings: Settings,
+    s3: Any,
+    local: LocalSnapshot,
+    plan: BuildPlan,
+    folder: Path,
+    threads: int,
+) -> tuple[Index, Change | None, BuildPlan]:
+    """The index of ``local``: from the serving one when ``plan`` says so and the change is
+    small enough, else built from scratch (the plan then says why)."""
+    if plan.mode == "incremental":
+        index = restore_base(s3, settings, plan.base_version, folder)
+        change = apply_changes(index, local.vectors, local.ids, settings.index, threads)
+        if change is not None:
+            if len(index) != len(local.ids):
+                raise BuildError(f"index holds {len(index)} vectors, snapshot {len(local.ids)}")
+            return index, change, plan
+        plan = BuildPlan(
+            "full", f"more than half of the snapshot is new or changed since {plan.base_version}"
+        )
+    return build_index(local.vectors, local.ids, settings.index, threads), None, plan
