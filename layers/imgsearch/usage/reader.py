@@ -119,10 +119,3 @@ class UsageReader:
                 if low <= record.time < high:
                     self.stats.records += 1
                     yield record
-
-
-def read_records(
-    s3: Any, bucket: str, prefix: str, start: datetime, end: datetime
-) -> Iterator[Record]:
-    """``UsageReader(s3, bucket, prefix).records(start, end)``, for callers without stats."""
-    return UsageReader(s3, bucket, prefix).records(start, end)

@@ -30,8 +30,8 @@ from imgsearch.eval.golden import (
     parse_golden,
     suggest,
 )
-from imgsearch.usage.join import JoinStats, join
-from imgsearch.usage.reader import read_records
+from imgsearch.usage.join import JoinStats
+from imgsearch_devkit.ops.usage import feedback_window
 from imgsearch_devkit.target import Target
 
 ATTEMPTS = 3
@@ -50,11 +50,12 @@ def suggestions(
     min_clicks: int = 3,
     min_agreement: float = 0.5,
 ) -> tuple[list[Suggestion], JoinStats, GoldenSet | None]:
-    """What the usage log of ``[start, end)`` proposes (``imgsearch.eval.golden.suggest``) for
+    """What the searches of ``[start, end)`` and their feedback (``ops.usage.feedback_window``,
+    late clicks included, as the export has them) propose (``imgsearch.eval.golden.suggest``) for
     queries the stack's golden set does not hold yet; the join's counts; that set."""
     s3 = target.client("s3")
     settings = target.settings()
-    joined, stats = join(read_records(s3, target.bucket, settings.usage.prefix, start, end))
+    joined, stats = feedback_window(target, start, end)
     golden = load_golden(s3, target.bucket, settings.gate.golden_key)
     found = suggest(
         joined,
