@@ -7,8 +7,11 @@ STAMP := $(VENV)/.installed
 # sam and checkov live apart: aws-sam-cli's pins would clash with the runtime's dependencies.
 TOOLS_VENV := .venv-tools
 TOOLS_STAMP := $(TOOLS_VENV)/.installed
+# The engines benchmarks/peers.py compares with: their dependencies would move .venv's.
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
 
-.PHONY: setup tools test lint demo bench clean e2e-deps
+.PHONY: setup tools test lint demo bench bench-peers clean e2e-deps
 
 $(STAMP): requirements-dev.txt layers/pyproject.toml layers/devkit/pyproject.toml layers/client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,5 +56,15 @@ demo: setup
 bench: setup
 	$(BIN)/python benchmarks/embed.py
 
+$(PEERS_STAMP): requirements-peers.txt layers/pyproject.toml
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet -r requirements-peers.txt
+	touch $@
+
+# imgsearch against faiss, hnswlib, LanceDB, Chroma and Milvus Lite; ARGS="--sizes 100000 1000000"
+bench-peers: $(PEERS_STAMP)
+	$(PEERS_VENV)/bin/python benchmarks/peers.py $(ARGS)
+
 clean:
-	rm -rf $(VENV) $(TOOLS_VENV) .pytest_cache .ruff_cache .imgsearch
+	rm -rf $(VENV) $(TOOLS_VENV) $(PEERS_VENV) .pytest_cache .ruff_cache .imgsearch

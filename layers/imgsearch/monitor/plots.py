@@ -17,6 +17,16 @@ one picture, the ``report.svg`` written beside ``report.json``::
 
 The pictures hold no script, style sheet or id, so several can sit on one HTML page; data that is
 missing draws a panel saying "no data" instead of failing the run that writes the report.
+
+A chart none of these draws is put together from the pieces they are made of: a ``Frame`` (the
+plot area and its scales), its ``axes``, a ``legend``, marks whose coordinates ``n`` writes, and
+``document`` around them (``no_data`` is the panel with nothing to draw)::
+
+    entries, top = legend([("measured", PALETTE[0], "line")])
+    frame = Frame((0.0, 10.0), (0.0, 1.0), top)
+    marks = [f'<circle cx="{n(frame.x(3))}" cy="{n(frame.y(0.5))}" r="2.5"/>']
+    grid = axes(frame, "title", [(0.0, "0"), (10.0, "10")], [0.0, 0.5, 1.0], "x", "y")
+    svg = document(WIDTH, HEIGHT, "title", [*grid, *entries, *marks])
 """
 
 from __future__ import annotations
@@ -82,7 +92,7 @@ def line_chart(
     series' threshold dashed in its colour; labels are thinned to those that fit side by side.
     The y axis always includes 0."""
     panel = _line_panel(series, labels, thresholds, title, x_label, y_label)
-    return _document(WIDTH, HEIGHT, title, panel)
+    return document(WIDTH, HEIGHT, title, panel)
 
 
 def histogram(
@@ -90,7 +100,7 @@ def histogram(
 ) -> str:
     """The groups' distributions overlaid (semi-transparent) on shared bins, each bar the share
     of its group's samples, so groups of different sizes compare."""
-    return _document(WIDTH, HEIGHT, title, _histogram_panel(samples, bins, title, x_label))
+    return document(WIDTH, HEIGHT, title, _histogram_panel(samples, bins, title, x_label))
 
 
 def scatter(
@@ -101,7 +111,7 @@ def scatter(
     y_label: str = "",
 ) -> str:
     """Each group's 2-D points, semi-transparent, the first group drawn first (underneath)."""
-    return _document(WIDTH, HEIGHT, title, _scatter_panel(points, title, x_label, y_label))
+    return document(WIDTH, HEIGHT, title, _scatter_panel(points, title, x_label, y_label))
 
 
 def report_svg(report: Mapping[str, Any]) -> str:
@@ -162,12 +172,13 @@ def report_svg(report: Mapping[str, Any]) -> str:
     for number, panel in enumerate(panels):
         x, y = (number % 2) * WIDTH, HEADER + (number // 2) * HEIGHT
         elements.append(f'<g transform="translate({x},{y})">{"".join(panel)}</g>')
-    return _document(2 * WIDTH, HEADER + 2 * HEIGHT, heading, elements)
+    return document(2 * WIDTH, HEADER + 2 * HEIGHT, heading, elements)
 
 
 @dataclass(frozen=True)
-class _Frame:
-    """A panel's plot area, and the scales from data to it."""
+class Frame:
+    """A panel's plot area (SVG units: ``left`` to ``right``, ``top`` down to ``bottom``), and the
+    scales from data to it: ``x_range`` and ``y_range`` are the data values at its edges."""
 
     x_range: tuple[float, float]
     y_range: tuple[float, float]
@@ -177,10 +188,12 @@ class _Frame:
     bottom: float = HEIGHT - 46
 
     def x(self, value: float) -> float:
+        """The SVG x of a data value on the horizontal axis."""
         low, high = self.x_range
         return self.left + (value - low) / (high - low) * (self.right - self.left)
 
     def y(self, value: float) -> float:
+        """The SVG y of a data value on the vertical axis (up is greater)."""
         low, high = self.y_range
         return self.bottom - (value - low) / (high - low) * (self.bottom - self.top)
 
@@ -201,36 +214,34 @@ def _line_panel(
             raise ValueError(f"{name!r} has {len(values)} values for {len(labels)} labels")
     finite = [v for values in [*series.values(), *thresholds.values()] for v in _finite(values)]
     if not finite:
-        return _no_data(title)
+        return no_data(title)
     colours = dict(zip(series, cycle(PALETTE), strict=False))
     items = []
     for name in series:
         items.append((name, colours[name], "line"))
         if name in thresholds:
             items.append((f"{name} threshold", colours[name], "dashed"))
-    legend, top = _legend(items)
+    key, top = legend(items)
     y_ticks = nice_ticks(min(0.0, *finite), max(0.0, *finite))
-    frame = _Frame((-0.5, len(labels) - 0.5), (y_ticks[0], y_ticks[-1]), top)
+    frame = Frame((-0.5, len(labels) - 0.5), (y_ticks[0], y_ticks[-1]), top)
     # Every label that fits side by side: one in ``step``, the first always among them.
     widest = max(len(label) for label in labels) * CHAR_WIDTH * TICK_FONT + 10
     step = max(1, math.ceil(widest / ((frame.right - frame.left) / len(labels))))
     x_ticks = [(float(i), labels[i]) for i in range(0, len(labels), step)]
-    elements = [*_axes(frame, title, x_ticks, y_ticks, x_label, y_label), *legend]
+    elements = [*axes(frame, title, x_ticks, y_ticks, x_label, y_label), *key]
     for name, values in thresholds.items():
         elements += _lines(frame, values, colours[name], dashed=True)
     for name, values in series.items():
         elements += _lines(frame, values, colours[name], dashed=False)
         elements += [
-            f'<circle cx="{_n(frame.x(i))}" cy="{_n(frame.y(v))}" r="2.5" fill="{colours[name]}"/>'
+            f'<circle cx="{n(frame.x(i))}" cy="{n(frame.y(v))}" r="2.5" fill="{colours[name]}"/>'
             for i, v in enumerate(map(_number, values))
             if v is not None
         ]
     return elements
 
 
-def _lines(
-    frame: _Frame, values: Sequence[float | None], colour: str, *, dashed: bool
-) -> list[str]:
+def _lines(frame: Frame, values: Sequence[float | None], colour: str, *, dashed: bool) -> list[str]:
     """A path through the values, broken where one is missing. A lone value between gaps draws
     nothing (the series' markers show it), except on a dashed threshold, which has no markers:
     there it is a short level stroke."""
@@ -242,9 +253,9 @@ def _lines(
             runs.append([])
     half = (frame.x(1) - frame.x(0)) / 3
     commands = [
-        "M" + " L".join(f"{_n(x)},{_n(y)}" for x, y in run)
+        "M" + " L".join(f"{n(x)},{n(y)}" for x, y in run)
         if len(run) > 1
-        else f"M{_n(run[0][0] - half)},{_n(run[0][1])} H{_n(run[0][0] + half)}"
+        else f"M{n(run[0][0] - half)},{n(run[0][1])} H{n(run[0][0] + half)}"
         for run in runs
         if len(run) > 1 or (run and dashed)
     ]
@@ -265,7 +276,7 @@ def _histogram_panel(
     clean = {name: _finite(values) for name, values in samples.items()}
     pooled = [v for values in clean.values() for v in values]
     if not pooled:
-        return _no_data(title)
+        return no_data(title)
     x_ticks = nice_ticks(min(pooled), max(pooled))
     low, width = x_ticks[0], (x_ticks[-1] - x_ticks[0]) / bins
     shares = {}
@@ -275,21 +286,21 @@ def _histogram_panel(
             counts[min(max(int((value - low) / width), 0), bins - 1)] += 1
         shares[name] = [count / len(values) for count in counts] if values else counts
     colours = dict(zip(clean, cycle(PALETTE), strict=False))
-    legend, top = _legend(
+    key, top = legend(
         [(f"{name} (n={len(values)})", colours[name], "box") for name, values in clean.items()]
     )
     y_ticks = nice_ticks(0.0, max(max(group) for group in shares.values()))
-    frame = _Frame((x_ticks[0], x_ticks[-1]), (y_ticks[0], y_ticks[-1]), top)
+    frame = Frame((x_ticks[0], x_ticks[-1]), (y_ticks[0], y_ticks[-1]), top)
     x_axis = [(t, _tick_label(t, x_ticks)) for t in x_ticks]
-    elements = [*_axes(frame, title, x_axis, y_ticks, x_label, "share of samples"), *legend]
+    elements = [*axes(frame, title, x_axis, y_ticks, x_label, "share of samples"), *key]
     for name, group in shares.items():
         for i, share in enumerate(group):
             if share:
                 x0, x1 = frame.x(low + i * width), frame.x(low + (i + 1) * width)
                 y = frame.y(share)
                 elements.append(
-                    f'<rect x="{_n(x0)}" y="{_n(y)}" width="{_n(x1 - x0)}" '
-                    f'height="{_n(frame.bottom - y)}" fill="{colours[name]}" fill-opacity="0.45" '
+                    f'<rect x="{n(x0)}" y="{n(y)}" width="{n(x1 - x0)}" '
+                    f'height="{n(frame.bottom - y)}" fill="{colours[name]}" fill-opacity="0.45" '
                     f'stroke="{colours[name]}" stroke-width="0.8"/>'
                 )
     return elements
@@ -306,53 +317,55 @@ def _scatter_panel(
         clean[name] = [(x, y) for x, y in pairs if x is not None and y is not None]
     pooled = [p for group in clean.values() for p in group]
     if not pooled:
-        return _no_data(title)
+        return no_data(title)
     colours = dict(zip(clean, cycle(PALETTE), strict=False))
-    legend, top = _legend(
+    key, top = legend(
         [(f"{name} (n={len(group)})", colours[name], "dot") for name, group in clean.items()]
     )
     x_ticks = nice_ticks(min(x for x, _ in pooled), max(x for x, _ in pooled))
     y_ticks = nice_ticks(min(y for _, y in pooled), max(y for _, y in pooled))
-    frame = _Frame((x_ticks[0], x_ticks[-1]), (y_ticks[0], y_ticks[-1]), top)
+    frame = Frame((x_ticks[0], x_ticks[-1]), (y_ticks[0], y_ticks[-1]), top)
     x_axis = [(t, _tick_label(t, x_ticks)) for t in x_ticks]
-    elements = [*_axes(frame, title, x_axis, y_ticks, x_label, y_label), *legend]
+    elements = [*axes(frame, title, x_axis, y_ticks, x_label, y_label), *key]
     for name, group in clean.items():
         elements += [
-            f'<circle cx="{_n(frame.x(x))}" cy="{_n(frame.y(y))}" r="2.2" '
+            f'<circle cx="{n(frame.x(x))}" cy="{n(frame.y(y))}" r="2.2" '
             f'fill="{colours[name]}" fill-opacity="0.5"/>'
             for x, y in group
         ]
     return elements
 
 
-def _axes(
-    frame: _Frame,
+def axes(
+    frame: Frame,
     title: str,
     x_ticks: Sequence[tuple[float, str]],
     y_ticks: Sequence[float],
     x_label: str,
     y_label: str,
 ) -> list[str]:
-    """The panel's title, grid lines at the y ticks, both axes with their ticks and labels."""
+    """A panel's title, grid lines at the y ticks, both axes with their ticks and labels: the x
+    ticks are (data value, label) pairs, the y ticks data values labelled with as many decimals
+    as their step needs."""
     elements = [_text(frame.left, 22, title, size=14, weight="600")]
     for tick in y_ticks:
-        y = _n(frame.y(tick))
+        y = n(frame.y(tick))
         elements.append(
-            f'<line x1="{_n(frame.left)}" y1="{y}" x2="{_n(frame.right)}" y2="{y}" '
+            f'<line x1="{n(frame.left)}" y1="{y}" x2="{n(frame.right)}" y2="{y}" '
             f'stroke="{GRID}" stroke-width="1"/>'
         )
         elements.append(
             _text(frame.left - 6, frame.y(tick) + 4, _tick_label(tick, y_ticks), anchor="end")
         )
-    bottom = _n(frame.bottom)
+    bottom = n(frame.bottom)
     for value, label in x_ticks:
-        x = _n(frame.x(value))
+        x = n(frame.x(value))
         elements.append(
-            f'<line x1="{x}" y1="{bottom}" x2="{x}" y2="{_n(frame.bottom + 4)}" stroke="{MUTED}"/>'
+            f'<line x1="{x}" y1="{bottom}" x2="{x}" y2="{n(frame.bottom + 4)}" stroke="{MUTED}"/>'
         )
         elements.append(_text(frame.x(value), frame.bottom + 17, label, anchor="middle"))
     elements.append(
-        f'<path d="M{_n(frame.left)},{_n(frame.top)} V{bottom} H{_n(frame.right)}" '
+        f'<path d="M{n(frame.left)},{n(frame.top)} V{bottom} H{n(frame.right)}" '
         f'fill="none" stroke="{MUTED}" stroke-width="1"/>'
     )
     if x_label:
@@ -362,7 +375,7 @@ def _axes(
     return elements
 
 
-def _legend(items: Sequence[tuple[str, str, str]]) -> tuple[list[str], float]:
+def legend(items: Sequence[tuple[str, str, str]]) -> tuple[list[str], float]:
     """Legend entries (label, colour, mark: line, dashed, box or dot) in rows under the title,
     and the top of the plot area below them."""
     elements, x, y = [], 64.0, 42.0
@@ -373,22 +386,23 @@ def _legend(items: Sequence[tuple[str, str, str]]) -> tuple[list[str], float]:
         if mark in ("line", "dashed"):
             dash = ' stroke-dasharray="6 4"' if mark == "dashed" else ""
             elements.append(
-                f'<line x1="{_n(x)}" y1="{_n(y - 4)}" x2="{_n(x + 20)}" y2="{_n(y - 4)}" '
+                f'<line x1="{n(x)}" y1="{n(y - 4)}" x2="{n(x + 20)}" y2="{n(y - 4)}" '
                 f'stroke="{colour}" stroke-width="2"{dash}/>'
             )
         elif mark == "box":
             elements.append(
-                f'<rect x="{_n(x + 4)}" y="{_n(y - 10)}" width="12" height="12" fill="{colour}" '
+                f'<rect x="{n(x + 4)}" y="{n(y - 10)}" width="12" height="12" fill="{colour}" '
                 f'fill-opacity="0.45" stroke="{colour}"/>'
             )
         else:
-            elements.append(f'<circle cx="{_n(x + 10)}" cy="{_n(y - 4)}" r="4" fill="{colour}"/>')
+            elements.append(f'<circle cx="{n(x + 10)}" cy="{n(y - 4)}" r="4" fill="{colour}"/>')
         elements.append(_text(x + 26, y, label, size=12))
         x += width
     return elements, y + 16
 
 
-def _no_data(title: str) -> list[str]:
+def no_data(title: str) -> list[str]:
+    """A panel's elements when it has nothing to draw: its title over a box saying "no data"."""
     return [
         _text(64, 22, title, size=14, weight="600"),
         f'<rect x="64" y="42" width="{WIDTH - 84}" height="{HEIGHT - 88}" fill="#f9fafb" '
@@ -397,7 +411,9 @@ def _no_data(title: str) -> list[str]:
     ]
 
 
-def _document(width: int, height: int, title: str, elements: Sequence[str]) -> str:
+def document(width: int, height: int, title: str, elements: Sequence[str]) -> str:
+    """A standalone SVG picture of ``width`` × ``height`` holding ``elements`` (SVG strings) on
+    white, ``title`` its accessible name."""
     return "\n".join(
         [
             f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -421,11 +437,11 @@ def _text(
     weight: str = "normal",
     rotate: bool = False,
 ) -> str:
-    turn = f' transform="rotate(-90 {_n(x)} {_n(y)})"' if rotate else ""
+    turn = f' transform="rotate(-90 {n(x)} {n(y)})"' if rotate else ""
     if rotate:
         anchor = "middle"
     return (
-        f'<text x="{_n(x)}" y="{_n(y)}" font-size="{size}" text-anchor="{anchor}" fill="{fill}" '
+        f'<text x="{n(x)}" y="{n(y)}" font-size="{size}" text-anchor="{anchor}" fill="{fill}" '
         f'font-weight="{weight}"{turn}>{escape(str(text))}</text>'
     )
 
@@ -459,6 +475,7 @@ def _finite(values: Sequence[Any]) -> list[float]:
     return [v for v in map(_number, values) if v is not None]
 
 
-def _n(value: float) -> str:
-    """A coordinate with two decimals at most: short, and the same text for the same input."""
+def n(value: float) -> str:
+    """A coordinate as an SVG attribute's text, with two decimals at most: short, and the same
+    text for the same input."""
     return f"{round(value, 2) + 0.0:g}"
