@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bundle_writer import (
+from bundle_writer import run
+from imgsearch_training.bundle import (
     ToolError,
     cosine_figures,
     random_pixels,
     random_texts,
     require_parity,
-    run,
     staged_bundle,
     write_manifest,
 )

@@ -21,13 +21,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bundle_writer import (
+from bundle_writer import run
+from imgsearch_training.bundle import (
     ToolError,
     cosine_figures,
     random_pixels,
     random_texts,
     require_parity,
-    run,
     staged_bundle,
     write_manifest,
 )

@@ -17,6 +17,7 @@ import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from imgsearch.model.bundle import OPENAI_MEAN, OPENAI_STD
 
@@ -75,16 +76,15 @@ def build_tokenizer():
     return tokenizer
 
 
-def write_random_clip(folder: Path, shape: Shape, seed: int = 0) -> Path:
-    """Save a random ``CLIPModel`` of ``shape`` with tokenizer and preprocessor files."""
-    import torch
-    from transformers import CLIPConfig, CLIPModel
+def clip_config(shape: Shape) -> Any:
+    """The ``transformers.CLIPConfig`` of ``shape``, with this tokenizer's special tokens."""
+    from transformers import CLIPConfig
 
     tokenizer = build_tokenizer()
     start, end = tokenizer.token_to_id(START), tokenizer.token_to_id(END)
     if end >= shape.vocab_size:
         raise ValueError(f"vocab_size {shape.vocab_size} is too small for the tokenizer")
-    config = CLIPConfig(
+    return CLIPConfig(
         text_config={
             "vocab_size": shape.vocab_size,
             "hidden_size": shape.text_hidden,
@@ -106,6 +106,15 @@ def write_random_clip(folder: Path, shape: Shape, seed: int = 0) -> Path:
         },
         projection_dim=shape.projection_dim,
     )
+
+
+def write_random_clip(folder: Path, shape: Shape, seed: int = 0) -> Path:
+    """Save a random ``CLIPModel`` of ``shape`` with tokenizer and preprocessor files."""
+    import torch
+    from transformers import CLIPModel
+
+    tokenizer = build_tokenizer()
+    config = clip_config(shape)
     torch.manual_seed(seed)
     model = CLIPModel(config).eval()
     folder.mkdir(parents=True, exist_ok=True)

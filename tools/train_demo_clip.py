@@ -35,16 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bundle_writer import (
-    cosine_figures,
-    log,
-    random_pixels,
-    random_texts,
-    require_parity,
-    run,
-    staged_bundle,
-    write_manifest,
-)
+from bundle_writer import log, run
 from imgsearch_devkit.demo.model_eval import EVAL_SEED, evaluate_model, kind_queries
 from imgsearch_devkit.demo.scenes import (
     KINDS,
@@ -55,12 +46,15 @@ from imgsearch_devkit.demo.scenes import (
     generate,
     requirements,
 )
+from imgsearch_training.bundle import staged_bundle, write_manifest
+from imgsearch_training.checkpoint import write_checkpoint
+from imgsearch_training.demo_clip import Clip, DemoArchitecture, build_clip
+from imgsearch_training.export import check_parity, export, tokenize
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-from torch import nn
 
 from imgsearch.eval.metrics import score_rankings
 from imgsearch.model import ClipModel
-from imgsearch.model.bundle import TEXTUAL, TOKENIZER, VISUAL, ModelManifest
+from imgsearch.model.bundle import TOKENIZER, ModelManifest
 from imgsearch.model.preprocess import to_pixels
 from imgsearch.model.tokenizer import TextTokenizer
 
@@ -91,115 +85,6 @@ def runtime_tokenizer(tokenizer: Tokenizer, manifest: ModelManifest) -> TextToke
     return TextTokenizer(
         Tokenizer.from_str(tokenizer.to_str()), manifest.context_length, manifest.pad_token_id
     )
-
-
-def tokenize(tokenizer: TextTokenizer, texts: list[str]) -> torch.Tensor:
-    return torch.from_numpy(tokenizer(texts))
-
-
-# --------------------------------------------------------------------------- towers
-
-
-class ImageTower(nn.Module):
-    """Stride-2 conv stages (each but the first followed by a stride-1 conv), global max pooling.
-
-    Two choices make shapes learnable in a few hundred CPU steps: a fourth input channel with
-    each pixel's saturation (max - min of R, G, B, recomputed from the normalised pixels), which
-    separates the coloured shapes from the neutral, often textured backgrounds; and max pooling,
-    which keeps the strongest local evidence of a corner or a curve instead of averaging it away.
-    """
-
-    def __init__(
-        self, dim: int, manifest: ModelManifest, widths: tuple[int, ...] = (32, 48, 96, 192)
-    ) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(manifest.mean).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(manifest.std).view(1, 3, 1, 1))
-        layers: list[nn.Module] = []
-        channels = 4
-        for stage, width in enumerate(widths):
-            convs = [(channels, width, 2)] + ([(width, width, 1)] if stage else [])
-            for cin, cout, stride in convs:
-                layers += [
-                    nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
-                    nn.BatchNorm2d(cout),
-                    nn.ReLU(inplace=True),
-                ]
-            channels = width
-        self.features = nn.Sequential(*layers)
-        self.proj = nn.Linear(channels, dim)
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        rgb = pixel_values * self.std + self.mean
-        saturation = rgb.amax(dim=1, keepdim=True) - rgb.amin(dim=1, keepdim=True)
-        x = torch.cat([pixel_values, (saturation - 0.3) / 0.3], dim=1)
-        # channels_last: oneDNN's fast convolution layout on CPU (same results, ~1.5x faster)
-        features = self.features(x.contiguous(memory_format=torch.channels_last))
-        return self.proj(features.amax(dim=(2, 3)))
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block with explicit causal attention (exports to plain ONNX ops)."""
-
-    def __init__(self, width: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.qkv = nn.Linear(width, 3 * width)
-        self.out = nn.Linear(width, width)
-        self.mlp = nn.Sequential(
-            nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width)
-        )
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        batch, length, width = x.shape
-        head = width // self.heads
-        q, k, v = (
-            self.qkv(self.ln1(x)).view(batch, length, 3, self.heads, head).permute(2, 0, 3, 1, 4)
-        )
-        attention = (q @ k.transpose(-1, -2)) / math.sqrt(head) + mask
-        mixed = (attention.softmax(dim=-1) @ v).transpose(1, 2).reshape(batch, length, width)
-        x = x + self.out(mixed)
-        return x + self.mlp(self.ln2(x))
-
-
-class TextTower(nn.Module):
-    """Causal transformer pooled at the FIRST end-of-text token, as Hugging Face CLIP does.
-
-    Causal attention means no position before the first EOT sees what follows it, so padding a
-    batch with EOT to its longest text leaves every embedding unchanged.
-    """
-
-    def __init__(
-        self, vocab: int, context: int, width: int, layers: int, heads: int, dim: int, eot_id: int
-    ) -> None:
-        super().__init__()
-        self.eot_id = eot_id
-        self.token = nn.Embedding(vocab, width)
-        self.position = nn.Parameter(torch.randn(context, width) * 0.01)
-        self.blocks = nn.ModuleList(Block(width, heads) for _ in range(layers))
-        self.ln = nn.LayerNorm(width)
-        self.proj = nn.Linear(width, dim, bias=False)
-        self.register_buffer(
-            "mask", torch.full((context, context), float("-inf")).triu(1), persistent=False
-        )
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        length = input_ids.shape[1]
-        x = self.token(input_ids) + self.position[:length]
-        mask = self.mask[:length, :length]
-        for block in self.blocks:
-            x = block(x, mask)
-        x = self.ln(x)
-        first_eot = (input_ids == self.eot_id).float().argmax(dim=-1)  # argmax: first maximum
-        return self.proj(x[torch.arange(x.shape[0]), first_eot])
-
-
-class Clip(nn.Module):
-    def __init__(self, visual: ImageTower, textual: TextTower) -> None:
-        super().__init__()
-        self.visual, self.textual = visual, textual
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
 
 # --------------------------------------------------------------------------- data
@@ -364,62 +249,6 @@ def train(
     }
 
 
-# --------------------------------------------------------------------------- export
-
-
-def export(
-    model: Clip,
-    out: Path,
-    manifest: ModelManifest,
-    example_tokens: torch.Tensor,
-) -> None:
-    """Write both towers to ONNX: dynamic batch axis, and a dynamic token axis for text."""
-    model.eval()
-    size = manifest.image_size
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    tokens = torch.export.Dim("tokens", min=2, max=manifest.context_length)
-    specs = [
-        (
-            model.visual,
-            torch.randn(2, 3, size, size),
-            VISUAL,
-            "pixel_values",
-            "image_embeds",
-            {0: batch},
-        ),
-        (model.textual, example_tokens, TEXTUAL, "input_ids", "text_embeds", {0: batch, 1: tokens}),
-    ]
-    for tower, example, name, input_name, output_name, dims in specs:
-        torch.onnx.export(
-            tower,
-            (example,),
-            str(out / name),
-            dynamo=True,
-            external_data=False,
-            opset_version=18,
-            input_names=[input_name],
-            output_names=[output_name],
-            dynamic_shapes={input_name: dims},
-        )
-
-
-@torch.no_grad()
-def check_parity(model: Clip, runtime: ClipModel, tokenizer: Tokenizer) -> dict[str, Any]:
-    """The bundle through the real runtime vs torch: random images, and texts of many lengths
-    embedded one by one in torch but padded together (and truncated) by the runtime."""
-    pixels = random_pixels(8, runtime.manifest.image_size)
-    texts = random_texts(tokenizer, 16, runtime.manifest.context_length)
-    alone = torch.cat([model.textual(tokenize(runtime.tokenizer, [text])) for text in texts])
-    figures = {
-        "visual": cosine_figures(
-            model.visual(torch.from_numpy(pixels)).numpy(), runtime.encode_images(pixels)
-        ),
-        "textual_padded_batch": cosine_figures(alone.numpy(), runtime.encode_text(texts)),
-    }
-    require_parity(figures, min_cosine=0.9999)
-    return figures
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -512,18 +341,16 @@ def train_and_write(args: argparse.Namespace) -> None:
         "scenes only (no third-party weights); not a general image model. See "
         "MODEL_CARD.md.",
     )
-    model = Clip(
-        ImageTower(args.dim, manifest).to(memory_format=torch.channels_last),
-        TextTower(
-            tokenizer.get_vocab_size(),
-            args.context_length,
-            args.width,
-            args.layers,
-            args.heads,
-            args.dim,
-            eot,
-        ),
+    architecture = DemoArchitecture(
+        dim=args.dim,
+        width=args.width,
+        layers=args.layers,
+        heads=args.heads,
+        vocab=tokenizer.get_vocab_size(),
+        context_length=args.context_length,
+        eot_id=eot,
     )
+    model = build_clip(architecture, manifest)
     training = train(args, model, tokenizer, manifest)
 
     with staged_bundle(args.out, force=True) as staging:
@@ -534,6 +361,8 @@ def train_and_write(args: argparse.Namespace) -> None:
         )
         export(model, staging, manifest, example)
         fields = manifest.to_dict()
+        # the weights a retraining run starts from (imgsearch_training.job); not in ``files``
+        fields["checkpoint"] = write_checkpoint(model, architecture, staging)
         fields["parameters"] = sum(p.numel() for p in model.parameters())
         fields["training"] = {
             **training,

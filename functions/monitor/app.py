@@ -4,8 +4,9 @@ Handler ``monitor.app.handler``. Any input (the schedule sends ``{"trigger": "sc
 ``{"now": ISO8601}`` measures the window that ends then, ``{"window_minutes": N}`` another
 window than the configured one). Writes ``monitor/<run>/report.json``, ``report.svg``,
 ``queries.npy`` and ``monitor/latest.json``; emits the figures as metrics (the degradation and
-drift alarms watch the flags); returns the report's key and flags. Logic lives in
-``imgsearch.monitor``.
+drift alarms watch the flags); starts a retraining run when enough new feedback or images
+came in since the last (``imgsearch.monitor.triggers``); returns the report's key and flags.
+Logic lives in ``imgsearch.monitor``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from imgsearch.core.clock import ISO_FORMAT
 from imgsearch.core.config import Settings
 from imgsearch.core.entry import Function, Handler, lambda_entry
 from imgsearch.monitor.run import metric_values, run_monitor, write_report
+from imgsearch.monitor.triggers import start_if_due
 
 UNITS = {"SearchLatencyP50": MetricUnit.Milliseconds, "SearchLatencyP99": MetricUnit.Milliseconds}
 
@@ -29,6 +31,7 @@ UNITS = {"SearchLatencyP50": MetricUnit.Milliseconds, "SearchLatencyP99": Metric
 def build(settings: Settings, clients: Clients | None = None) -> Handler:
     function = Function.wire(settings, clients, "bucket")
     s3 = function.clients.s3
+    sfn = function.clients.client("stepfunctions")
     metrics = function.metrics
 
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -41,6 +44,7 @@ def build(settings: Settings, clients: Clients | None = None) -> Handler:
             options = dataclasses.replace(settings.monitor, window_minutes=int(window))
             measured = dataclasses.replace(settings, monitor=options)
         run = run_monitor(measured, s3, now=now)
+        retrain = start_if_due(settings, s3, sfn, run.report["retrain"])
         key = write_report(s3, settings, run)
         report = run.report
         for name, value in metric_values(report).items():
@@ -53,6 +57,7 @@ def build(settings: Settings, clients: Clients | None = None) -> Handler:
             "degraded": report["degraded"],
             "image_drift": drift["images"] and drift["images"]["drift"],
             "query_drift": drift["queries"] and drift["queries"]["drift"],
+            "retrain": retrain,
         }
 
     return function.instrument(handler, metrics=True)

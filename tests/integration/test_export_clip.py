@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from imgsearch_training.bundle import write_manifest
 from PIL import Image
 
 from imgsearch.model import ClipModel
@@ -25,7 +26,6 @@ TOOLS = ROOT / "tools"
 if str(TOOLS) not in sys.path:
     sys.path.insert(0, str(TOOLS))
 
-import bundle_writer  # noqa: E402
 import export_clip  # noqa: E402
 import quantize_bundle  # noqa: E402
 import random_clip  # noqa: E402
@@ -192,7 +192,7 @@ def test_quantiser_refuses_an_onnx_file_that_is_not_a_model(
     bundle = shutil.copytree(tiny / "bundle", tmp_path / "bundle")
     (bundle / "textual.onnx").write_bytes(b"not an onnx graph")
     manifest = json.loads((bundle / "model.json").read_text())
-    bundle_writer.write_manifest(bundle, manifest)  # hashes match: only the content is wrong
+    write_manifest(bundle, manifest)  # hashes match: only the content is wrong
     assert quantize_bundle.main([str(bundle), str(tmp_path / "int8")]) == 2
     assert "onnxruntime cannot load it" in capsys.readouterr().err
     assert not (tmp_path / "int8").exists()

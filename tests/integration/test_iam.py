@@ -36,7 +36,7 @@ from template_support import REGION, REPO, STACK_NAME, functions, handler_comman
 
 RUNTIME = REPO / "layers"
 FUNCTIONS = REPO / "functions"
-SERVICES = ("s3", "dynamodb", "sns", "secretsmanager")
+SERVICES = ("s3", "dynamodb", "sns", "secretsmanager", "stepfunctions")
 
 OPERATIONS: dict[str, frozenset[str]] = {
     # boto3 client method -> IAM actions. HeadObject and the transfer manager's
@@ -60,6 +60,8 @@ OPERATIONS: dict[str, frozenset[str]] = {
     "scan": frozenset({"dynamodb:Scan"}),
     "publish": frozenset({"sns:Publish"}),
     "get_secret_value": frozenset({"secretsmanager:GetSecretValue"}),
+    "start_execution": frozenset({"states:StartExecution"}),
+    "describe_execution": frozenset({"states:DescribeExecution"}),
 }
 CLIENT_HELPERS = frozenset({"get_paginator", "generate_presigned_url"})
 """Client methods that are not operations: the operation is their first argument."""
@@ -573,9 +575,39 @@ S3_GRANTS: dict[str, dict[str, set[str]]] = {
             "indexes/*/reference.npy",
             "eval/golden.jsonl",
             "monitor/*",
+            "retrain/latest.json",
+            "retrain/run.json",
         },
         "s3:PutObject": {"monitor/*"},
-        "s3:ListBucket": {"usage/*", "indexes/*", "eval/golden.jsonl", "monitor/*"},
+        "s3:ListBucket": {
+            "usage/*",
+            "indexes/*",
+            "eval/golden.jsonl",
+            "monitor/*",
+            "retrain/latest.json",
+            "retrain/run.json",
+        },
+    },
+    "RetrainFunction": {
+        "s3:GetObject": {
+            "usage/*",
+            "eval/golden.jsonl",
+            "captions/*",
+            "indexes/current.json",
+            "models/*",
+            "retrain/*",
+            "images/*",
+        },
+        "s3:PutObject": {"retrain/*", "models/*"},
+        "s3:DeleteObject": {"retrain/run.json"},
+        "s3:ListBucket": {
+            "usage/*",
+            "eval/golden.jsonl",
+            "captions/*",
+            "indexes/current.json",
+            "models/*",
+            "retrain/*",
+        },
     },
     "BuildIndexFunction": {
         "s3:GetObject": {
@@ -636,6 +668,7 @@ S3_GRANTS: dict[str, dict[str, set[str]]] = {
 }
 LOADS_MODEL = {
     "EmbedFunction",
+    "RetrainFunction",
     "QueryFunction",
     "SnapshotFunction",
     "ValidateIndexFunction",

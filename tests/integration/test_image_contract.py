@@ -302,6 +302,7 @@ TOOL_MODULES += ("huggingface_hub", "click", "fsspec", "httpx2", "yaml")
 DEVKIT_MODULES = (
     "imgsearch_devkit",
     "imgsearch_client",
+    "imgsearch_training",  # the training job: its own image (layers/training/Dockerfile)
     # Where the developer kit's modules lived before it became a distribution of its own.
     "imgsearch.cli",
     "imgsearch.ops",
@@ -337,6 +338,8 @@ def test_image_holds_the_demo_model_where_the_configuration_looks(image):
     bundle = image.task_root / "models" / "demo-clip"
     for name in ("model.json", "visual.onnx", "textual.onnx", "tokenizer.json"):
         assert (bundle / name).is_file(), f"the image lacks models/demo-clip/{name}"
+    # the training checkpoint is not in any function's way (.dockerignore leaves it out)
+    assert not (bundle / "checkpoint.pt").exists()
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)

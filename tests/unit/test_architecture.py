@@ -4,7 +4,8 @@ process environment.
 Tiers (docs/architecture.md): ``core`` -> ``model``/``store``/``catalog``/``usage`` -> ``eval``
 -> ``ingest``/``pipeline``/``query``/``monitor`` -> ``backfill``/``rollout`` -> ``functions/``;
 packages of one tier are independent of each other, and the developer kit (``imgsearch_devkit``)
-imports the runtime, never the reverse.
+imports the runtime, never the reverse. The training job (``imgsearch_training``, the SageMaker
+image) imports the runtime and never the developer kit; nothing in the runtime imports it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = ROOT / "layers" / "imgsearch"
 DEVKIT = ROOT / "layers" / "devkit" / "imgsearch_devkit"
+TRAINING = ROOT / "layers" / "training" / "imgsearch_training"
 FUNCTIONS = ROOT / "functions"
 
 TIERS = {
@@ -33,9 +35,12 @@ TIERS = {
     "monitor": 3,
     "backfill": 4,
     "rollout": 4,
+    "retrain": 5,
 }
-OUTSIDE_THE_IMAGE = {"imgsearch_devkit", "imgsearch_client"}
+OUTSIDE_THE_IMAGE = {"imgsearch_devkit", "imgsearch_client", "imgsearch_training"}
 """Distributions the Lambda image never installs."""
+OUTSIDE_THE_TRAINING_IMAGE = {"imgsearch_devkit", "imgsearch_client"}
+"""Distributions the training image never installs (it has the runtime and the job only)."""
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -86,8 +91,30 @@ def wrong_way_imports(runtime: Path = RUNTIME, functions: Path = FUNCTIONS) -> l
     return problems
 
 
+def training_imports(training: Path = TRAINING) -> list[str]:
+    """What the training job imports that its image does not have."""
+    return [
+        f"{path.relative_to(training)} imports {module}"
+        for path in python_files(training)
+        for module in sorted(imported_modules(path))
+        if module.split(".")[0] in OUTSIDE_THE_TRAINING_IMAGE
+    ]
+
+
 def test_imports_run_one_way() -> None:
     assert wrong_way_imports() == []
+
+
+def test_the_training_job_imports_the_runtime_and_never_the_developer_kit() -> None:
+    assert python_files(TRAINING), "no training package found"
+    assert training_imports() == []
+    imports = {m for path in python_files(TRAINING) for m in imported_modules(path)}
+    assert any(m.startswith("imgsearch.") for m in imports)
+
+
+def test_the_training_check_catches_the_developer_kit(tmp_path: Path) -> None:
+    (tmp_path / "job.py").write_text("def f():\n    from imgsearch_devkit.demo import users\n")
+    assert training_imports(tmp_path) == ["job.py imports imgsearch_devkit.demo"]
 
 
 def test_every_runtime_package_has_a_tier() -> None:
@@ -101,6 +128,7 @@ def test_the_check_catches_wrong_way_imports(tmp_path: Path) -> None:
         runtime / "core" / "config.py": "from imgsearch.query.service import SearchService\n",
         runtime / "store" / "table.py": "def f():\n    import imgsearch.catalog.current\n",
         runtime / "query" / "service.py": "from imgsearch_devkit.target import Target\n",
+        runtime / "model" / "bundle.py": "import imgsearch_training.checkpoint\n",
         runtime / "pipeline" / "build.py": "from imgsearch.core.vectors import prepare\n",
         functions / "query" / "app.py": "from imgsearch_devkit.local import stack\n",
     }
@@ -109,6 +137,7 @@ def test_the_check_catches_wrong_way_imports(tmp_path: Path) -> None:
         path.write_text(text)
     assert wrong_way_imports(runtime, functions) == [
         "core/config.py (tier 0, core) imports imgsearch.query.service (tier 3, query)",
+        "model/bundle.py: the runtime imports imgsearch_training.checkpoint, not in the image",
         "query/service.py: the runtime imports imgsearch_devkit.target, not in the image",
         "store/table.py (tier 1, store) imports imgsearch.catalog.current (tier 1, catalog)",
         "functions/query/app.py imports imgsearch_devkit.local",
@@ -128,7 +157,7 @@ ALLOWED = {
 }
 
 
-@pytest.mark.parametrize("folder", [RUNTIME, DEVKIT, FUNCTIONS, ROOT / "tests"])
+@pytest.mark.parametrize("folder", [RUNTIME, DEVKIT, TRAINING, FUNCTIONS, ROOT / "tests"])
 def test_nothing_configures_a_handler_through_the_environment(folder: Path) -> None:
     found = []
     for path in python_files(folder):

@@ -52,6 +52,7 @@ STACK_OUTPUTS = {
     "StateMachineArn": "state_machine_arn",
     "BackfillStateMachineArn": "backfill_arn",
     "ModelRolloutStateMachineArn": "rollout_arn",
+    "RetrainStateMachineArn": "retrain_arn",
     "AlertsTopicArn": "alerts_topic_arn",
     "MonitorFunctionName": "monitor_function",
     "AuthMode": "auth_mode",
@@ -114,6 +115,8 @@ class Target:
     """The backfill state machine (``imgsearch backfill``)."""
     rollout_arn: str = ""
     """The model rollout state machine (``imgsearch model rollout``)."""
+    retrain_arn: str = ""
+    """The retraining state machine (``imgsearch retrain``)."""
     alerts_topic_arn: str = ""
     monitor_function: str = ""
     """The monitor function (``imgsearch monitor run``)."""

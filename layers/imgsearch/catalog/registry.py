@@ -33,16 +33,18 @@ RECORD_FILE = "record.json"
 
 State = Literal["registered", "embedding", "validated", "rejected", "production", "archived"]
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "registered": frozenset({"embedding", "archived"}),
+    "registered": frozenset({"embedding", "validated", "rejected", "archived"}),
     "embedding": frozenset({"validated", "rejected"}),
-    "validated": frozenset({"production", "rejected", "archived"}),
+    "validated": frozenset({"embedding", "production", "rejected", "archived"}),
     "rejected": frozenset({"embedding", "archived"}),
     "production": frozenset({"archived"}),
     "archived": frozenset({"production", "embedding"}),
 }
-"""State -> the states it may go to. ``rejected`` -> ``embedding``: a second try of the same
-bundle (after a fix elsewhere, such as the golden set); ``archived`` -> ``production``: a
-rollback, while the model's embeddings and index are still kept."""
+"""State -> the states it may go to. ``registered`` -> ``validated`` | ``rejected``: a
+retraining run's offline evaluation decided (a validated candidate then goes through the
+rollout's own gates: ``validated`` -> ``embedding``). ``rejected`` -> ``embedding``: a second
+try of the same bundle (after a fix elsewhere, such as the golden set); ``archived`` ->
+``production``: a rollback, while the model's embeddings and index are still kept."""
 
 
 class RegistryError(ImgsearchError):

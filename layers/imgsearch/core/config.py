@@ -16,6 +16,7 @@ Tests and the local stack pass a mapping instead of touching ``os.environ``::
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -309,6 +310,58 @@ class MonitorSettings:
 
 
 @dataclass(frozen=True)
+class RetrainSettings:
+    prefix: str = env("IMGSEARCH_RETRAIN_PREFIX", "retrain/", _folder)
+    """Each run's dataset, training output and report (``<prefix><run>/``), the lock and the
+    last run (``<prefix>run.json``, ``<prefix>latest.json``)."""
+    state_machine_arn: str = env("IMGSEARCH_RETRAIN_STATE_MACHINE_ARN", "")
+    """The retraining workflow: the monitor starts it when enough new data came in."""
+    training_image: str = env("IMGSEARCH_TRAINING_IMAGE_URI", "")
+    """The training job's container image (``layers/training/Dockerfile``, pushed to ECR);
+    empty: retraining is not set up, and a run says so at its first step."""
+    training_max_seconds: int = env("IMGSEARCH_TRAINING_MAX_SECONDS", 3600)
+    """The training job's time limit (SageMaker's ``MaxRuntimeInSeconds``)."""
+    captions_prefix: str = env("IMGSEARCH_RETRAIN_CAPTIONS_PREFIX", "captions/", _folder)
+    """Captioned examples the user keeps (JSON lines of ``{"key", "caption"}``, the service's
+    bucket): trained on like judged pairs."""
+    data_days: int = env("IMGSEARCH_RETRAIN_DATA_DAYS", 30)
+    """How many days of the usage log a run reads."""
+    min_new_judgments: int = env("IMGSEARCH_RETRAIN_MIN_NEW_JUDGMENTS", 200)
+    """New feedback since the last run that starts one (the monitor) or lets one go on."""
+    min_new_images: int = env("IMGSEARCH_RETRAIN_MIN_NEW_IMAGES", 1000)
+    """New images since the last run that do the same."""
+    min_train_queries: int = env("IMGSEARCH_RETRAIN_MIN_TRAIN_QUERIES", 20)
+    """Fewer training queries than this: the run ends as a skip."""
+    heldout_fraction: float = env("IMGSEARCH_RETRAIN_HELDOUT_FRACTION", 0.25)
+    """The share of queries held out (chosen by a hash of the query: a held-out query stays
+    held out in every run, so it never trains); golden-set queries are always held out."""
+    min_heldout_queries: int = env("IMGSEARCH_RETRAIN_MIN_HELDOUT_QUERIES", 10)
+    """Fewer held-out queries than this: the evaluation fails (too little held-out data)."""
+    min_gain: float = env("IMGSEARCH_RETRAIN_MIN_GAIN", 0.02)
+    """The promotion threshold: held-out nDCG@10 better than the champion's by this share."""
+    tolerance: float = env("IMGSEARCH_RETRAIN_TOLERANCE", 0.02)
+    """No other figure may be worse than the champion's by more than this share."""
+    eval_max_images: int = env("IMGSEARCH_RETRAIN_EVAL_MAX_IMAGES", 20000)
+    """The most images the evaluation embeds with both models (the dataset's, then sampled)."""
+    hyperparameters: str = env("IMGSEARCH_RETRAIN_HYPERPARAMETERS", "{}")
+    """A JSON object of the training job's hyperparameters over its defaults
+    (``imgsearch_training.job``), e.g. ``{"epochs": "6", "seed": "2"}``."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.heldout_fraction < 1:
+            raise ConfigError(
+                "IMGSEARCH_RETRAIN_HELDOUT_FRACTION must be between 0 and 1, got "
+                f"{self.heldout_fraction}"
+            )
+        try:
+            parsed = json.loads(self.hyperparameters)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"IMGSEARCH_RETRAIN_HYPERPARAMETERS is not JSON: {exc}") from exc
+        if not isinstance(parsed, dict):
+            raise ConfigError("IMGSEARCH_RETRAIN_HYPERPARAMETERS must be a JSON object")
+
+
+@dataclass(frozen=True)
 class ObservabilitySettings:
     """What Powertools' Logger and Metrics are named (the template sets both for every function)."""
 
@@ -339,6 +392,7 @@ class Settings:
     rollout: RolloutSettings = field(default_factory=RolloutSettings)
     usage: UsageSettings = field(default_factory=UsageSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    retrain: RetrainSettings = field(default_factory=RetrainSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
 
     @classmethod
@@ -360,6 +414,7 @@ class Settings:
             rollout=_read(RolloutSettings, env_),
             usage=_read(UsageSettings, env_),
             monitor=_read(MonitorSettings, env_),
+            retrain=_read(RetrainSettings, env_),
             observability=_read(ObservabilitySettings, env_),
         )
         if not settings.image_bucket:

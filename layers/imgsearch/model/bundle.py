@@ -61,6 +61,13 @@ class ModelManifest:
         return f"{self.name}@{self.version}"
 
     @property
+    def checkpoint_file(self) -> str:
+        """The training checkpoint a retrainable bundle carries (``model.json``'s
+        ``checkpoint.file``), "" for none. It is not among ``files``: serving never needs it."""
+        entry = self.extra.get("checkpoint")
+        return str(entry.get("file", "")) if isinstance(entry, dict) else ""
+
+    @property
     def resize(self) -> int:
         return self.resize_size or self.image_size
 

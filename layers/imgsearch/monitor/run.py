@@ -41,6 +41,7 @@ import numpy as np
 from imgsearch.catalog.current import read_current
 from imgsearch.catalog.layout import new_version
 from imgsearch.catalog.reference import read_reference, sample_rows
+from imgsearch.catalog.retraining import read_latest_retrain
 from imgsearch.core.aws import get_object_if_any
 from imgsearch.core.clock import ISO_FORMAT, now_iso
 from imgsearch.core.config import MonitorSettings, Settings
@@ -49,6 +50,7 @@ from imgsearch.monitor.drift import mmd_test
 from imgsearch.monitor.plots import report_svg
 from imgsearch.monitor.projection import project_2d
 from imgsearch.monitor.quality import baseline_of, degradation, overall, quality_figures
+from imgsearch.monitor.triggers import new_data_tally
 from imgsearch.usage.join import JoinedQuery, join
 from imgsearch.usage.reader import UsageReader
 from imgsearch.usage.records import (
@@ -241,6 +243,14 @@ class Monitor:
         keep = max(PLOTTED_WINDOWS, options.baseline_days * 24 * 60 // options.window_minutes)
         history = [*history, entry][-keep:]
 
+        counts = {
+            "searches": stats.searches,
+            "feedback": stats.feedback,
+            "feedback_joined": stats.joined,
+            "ingested": sum(isinstance(r, IngestRecord) for r in recent),
+            "log_objects": reader.stats.objects,
+            "malformed": reader.stats.malformed,
+        }
         report = {
             "run": run,
             "window": {"start": _iso(start), "end": _iso(end)},
@@ -248,14 +258,7 @@ class Monitor:
             "serving": {"model": current.model, "index_version": current.version}
             if current
             else None,
-            "counts": {
-                "searches": stats.searches,
-                "feedback": stats.feedback,
-                "feedback_joined": stats.joined,
-                "ingested": sum(isinstance(r, IngestRecord) for r in recent),
-                "log_objects": reader.stats.objects,
-                "malformed": reader.stats.malformed,
-            },
+            "counts": counts,
             "quality": [f.as_dict() for f in figures],
             "overall": combined.as_dict() if combined else None,
             "baseline": baseline.as_dict() if baseline else None,
@@ -268,6 +271,11 @@ class Monitor:
                 "baseline": previous["scores"]["current"] if previous else [],
             },
             "projection": projection,
+            "retrain": new_data_tally(
+                previous,
+                counts,
+                read_latest_retrain(self.s3, settings.bucket, settings.retrain.prefix),
+            ),
             "golden_sha256": golden.sha256 if golden else None,
             "settings": {
                 "window_minutes": options.window_minutes,

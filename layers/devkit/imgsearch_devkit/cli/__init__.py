@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "feedback",
     "golden",
     "monitor",
+    "retrain",
 )
 
 

@@ -1,5 +1,6 @@
 """``imgsearch feedback export``: the searches of a time window with the clicks and judgments on
-their results, as JSON lines (what evaluation, the golden set and retraining read)."""
+their results, as JSON lines (what evaluation, the golden set and retraining read);
+``imgsearch feedback simulate``: users of the demo images who search and click."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
+from imgsearch_client.errors import ClientError as ApiClientError
 
-from imgsearch_devkit.cli.common import command_group, fail, stack_command
+from imgsearch_devkit.cli.common import command_group, fail, print_json, progress, stack_command
 from imgsearch_devkit.cli.target import resolve_target
+from imgsearch_devkit.demo.users import background_queries
+from imgsearch_devkit.ops.simulate import demo_scenes, simulate
 from imgsearch_devkit.ops.usage import feedback_window, parse_time
 from imgsearch_devkit.target import TargetError
 
@@ -40,6 +44,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--vectors", action="store_true", help="include each query's embedding (base64 float16)"
     )
+    simulate = stack_command(
+        commands,
+        "simulate",
+        func=run_simulate,
+        help="users of the demo images search a background colour each and click what matches",
+        description=(
+            "For each of the 160 queries of a demo kind on a background colour ('red circle on "
+            "a black background'), search through the API and click every result whose scene "
+            "shows it, as users would (the demo images' scenes are known from their keys). "
+            "--shuffled clicks as many results at random instead: feedback without signal. The "
+            "retraining walkthrough (docs/retraining.md) starts here."
+        ),
+    )
+    simulate.add_argument(
+        "--shuffled", action="store_true", help="click random results, as many as would match"
+    )
+    simulate.add_argument("--seed", type=int, default=0, help="the shuffled clicks' seed")
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -69,4 +90,29 @@ def run_export(args: argparse.Namespace) -> int:
         f"{stats.duplicates} repeated), {since:%Y-%m-%dT%H:%M}Z to {until:%Y-%m-%dT%H:%M}Z",
         file=sys.stderr,
     )
+    return 0
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    try:
+        target = resolve_target(args)
+        scenes = demo_scenes(target)
+        with progress("search and click", total=len(background_queries()), unit="query") as bar:
+            summary = simulate(
+                target.api(),
+                scenes,
+                shuffled=args.shuffled,
+                seed=args.seed,
+                on_search=lambda _query, _clicks: bar.update(),
+            )
+    except (TargetError, ApiClientError) as exc:
+        return fail(str(exc))
+    except (BotoCoreError, ClientError) as exc:
+        return fail(f"cannot list the demo images: {exc}")
+    result = {"searches": summary.searches, "clicks": summary.clicks, "images": len(scenes)}
+    if args.json:
+        print_json(result)
+    else:
+        kind = "random clicks" if args.shuffled else "clicks on matching results"
+        print(f"{summary.searches} searches, {summary.clicks} {kind} over {len(scenes)} images")
     return 0

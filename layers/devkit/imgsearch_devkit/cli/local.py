@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from imgsearch_devkit.cli.common import command_group, fail
+from imgsearch_devkit.local.demo import DEMO_IMAGES
 from imgsearch_devkit.target import LOCAL_STATE_FILE, STATE_VARIABLE, TargetError
 
 FUNCTION_LOG = Path(".imgsearch") / "functions.log"
@@ -48,6 +49,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--aws-port", type=int, default=5000, help="AWS endpoint port (0: any free)")
     up.add_argument("--api-port", type=int, default=3000, help="search API port (0: any free)")
     up.add_argument("--no-demo", action="store_true", help="start empty: no demo images")
+    up.add_argument(
+        "--demo-images",
+        type=int,
+        default=DEMO_IMAGES,
+        metavar="N",
+        help=f"how many demo images to render and upload (default {DEMO_IMAGES}, balanced over "
+        "the 40 colour x shape kinds; the retraining walkthrough uses 400)",
+    )
     up.add_argument(
         "--fresh",
         action="store_true",
@@ -149,7 +158,7 @@ def run_up(args: argparse.Namespace) -> int:
         _say(f"  index rebuild  {schedule}")
         _say(f"  up in {time.monotonic() - started:.1f} s")
         if not args.no_demo:
-            run_demo(stack)
+            run_demo(stack, args.demo_images)
         _say()
         _say(f"serving: open {target.api_url}/ in a browser  (Ctrl-C to stop)")
         _say(
@@ -189,7 +198,7 @@ def _data_line(stack: LocalStack) -> str:
     )
 
 
-def run_demo(stack: LocalStack) -> None:
+def run_demo(stack: LocalStack, count: int = DEMO_IMAGES) -> None:
     from imgsearch_devkit.local.demo import (
         DEMO_FOLDER,
         demo_images,
@@ -201,7 +210,7 @@ def run_demo(stack: LocalStack) -> None:
     from imgsearch_devkit.ops.upload import plan_uploads, upload
 
     target = stack.require_target()
-    images = demo_images()
+    images = demo_images(count)
     api = target.api()
     serving = api.version().index_version
     if serving and not stack.restored.empty:

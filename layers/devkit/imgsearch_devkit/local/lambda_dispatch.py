@@ -64,6 +64,8 @@ BACKFILL_HANDLERS: dict[str, str] = {
 """The same for the backfill's functions (``statemachine/backfill.asl.json``)."""
 ROLLOUT_HANDLERS: dict[str, str] = {"ModelRolloutFunction": "model_rollout.app.handler"}
 """The same for the model rollout's own function (``statemachine/model_rollout.asl.json``)."""
+RETRAIN_HANDLERS: dict[str, str] = {"RetrainFunction": "retrain.app.handler"}
+"""The same for the retraining's own function (``statemachine/retrain.asl.json``)."""
 
 LAMBDA_SERVICE_ERROR = "Lambda.ServiceException"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
@@ -311,7 +313,7 @@ def create_state_machine(
         for placeholder in _PLACEHOLDER.findall(definition)
         if placeholder not in substitutions and placeholder.endswith("FunctionArn")
     }
-    known = {**PIPELINE_HANDLERS, **BACKFILL_HANDLERS, **ROLLOUT_HANDLERS}
+    known = {**PIPELINE_HANDLERS, **BACKFILL_HANDLERS, **ROLLOUT_HANDLERS, **RETRAIN_HANDLERS}
     functions = {names.get(lid, lid): known.get(lid, "app.handler") for lid in wanted}
     arns = register_functions(lambda_client, iam, functions)
     filled = {**{lid + "Arn": arns[names.get(lid, lid)] for lid in wanted}, **substitutions}

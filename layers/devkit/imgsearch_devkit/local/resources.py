@@ -39,6 +39,7 @@ from imgsearch_devkit.local.template import (
 INDEX_PIPELINE = "IndexPipeline"
 BACKFILL = "BackfillStateMachine"
 ROLLOUT = "ModelRolloutStateMachine"
+RETRAIN = "RetrainStateMachine"
 """The template's state machines, by logical id."""
 MONITOR = "MonitorFunction"
 
@@ -65,6 +66,8 @@ class LocalResources:
     """The backfill state machine ("" if the template has none)."""
     rollout_arn: str = ""
     """The model rollout state machine ("" if the template has none)."""
+    retrain_arn: str = ""
+    """The retraining state machine ("" if the template has none)."""
     monitor_function: str = ""
     """The monitor function's name ("" if the template has none)."""
     image_bucket: str = ""
@@ -303,6 +306,7 @@ def _describe(stack: StackTemplate, sqs: Any) -> LocalResources:
         state_machine_arn=resolve.ref(INDEX_PIPELINE) if INDEX_PIPELINE in machines else "",
         backfill_arn=resolve.ref(BACKFILL) if BACKFILL in machines else "",
         rollout_arn=resolve.ref(ROLLOUT) if ROLLOUT in machines else "",
+        retrain_arn=resolve.ref(RETRAIN) if RETRAIN in machines else "",
         monitor_function=resolve.ref(MONITOR) if MONITOR in stack.functions() else "",
         template=stack,
         image_bucket=route.bucket,

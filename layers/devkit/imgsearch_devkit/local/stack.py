@@ -65,6 +65,7 @@ from imgsearch_devkit.local.resources import (
 )
 from imgsearch_devkit.local.sqs_worker import SqsEventSourceMapping
 from imgsearch_devkit.local.template import load_template
+from imgsearch_devkit.local.training_jobs import training_jobs
 from imgsearch_devkit.local.usage_stream import UsageStream
 from imgsearch_devkit.ops.stats import queue_depth
 from imgsearch_devkit.project import project_root
@@ -73,7 +74,10 @@ from imgsearch_devkit.target import LOCAL_STATE_FILE, Target, claim_state_file
 logger = logging.getLogger(__name__)
 
 DEFAULT_STACK_NAME = "imgsearch-local"
-DEFAULT_PARAMETERS = {"Stage": "local"}
+LOCAL_TRAINING_IMAGE = "000000000000.dkr.ecr.us-east-1.amazonaws.com/imgsearch-training:local"
+"""The local stack's training image: a name only, as its training jobs run in-process
+(``training_jobs.py``); set, so that retraining is on as a deployed stack with an image is."""
+DEFAULT_PARAMETERS = {"Stage": "local", "TrainingImageUri": LOCAL_TRAINING_IMAGE}
 POINTER_POLL_SECONDS = 0.25
 """How often the local stack looks at ``current.json`` on the query function's behalf."""
 WRITE_MODELS_SECONDS = 1
@@ -259,6 +263,9 @@ class LocalStack:
         # setting, read from the environment: moto.settings.moto_server_port).
         self._exit.enter_context(_moto_port(port))
         self._clients = Clients.for_endpoint(endpoint, config.region)
+        # SageMaker training jobs (retraining) run in-process, reading and writing through moto.
+        training_s3 = self._clients.s3
+        self._exit.enter_context(training_jobs(lambda: training_s3))
 
         clients = {
             name: self._client(name, endpoint)
@@ -330,6 +337,7 @@ class LocalStack:
             state_machine_arn=state_machine_arn,
             backfill_arn=resources.backfill_arn,
             rollout_arn=resources.rollout_arn,
+            retrain_arn=resources.retrain_arn,
             alerts_topic_arn=resources.alerts_topic_arn,
             monitor_function=resources.monitor_function,
             api_url=self.api.url,

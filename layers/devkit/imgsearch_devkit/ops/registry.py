@@ -20,16 +20,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from imgsearch.catalog.current import read_current
-from imgsearch.catalog.registry import (
-    ModelRecord,
-    bundle_prefix,
-    files_digest,
-    list_records,
-    read_record,
-    register_record,
-)
-from imgsearch.core.clock import now_iso
-from imgsearch.model.bundle import MANIFEST, open_bundle
+from imgsearch.catalog.registry import ModelRecord, list_records
+from imgsearch.model.bundle import open_bundle
+from imgsearch.rollout.registration import register_bundle
 from imgsearch_devkit.target import Target, TargetError
 
 
@@ -48,35 +41,14 @@ def register_model(target: Target, source: str, parent: str = "") -> tuple[Model
     settings = target.settings()
     s3 = target.client("s3")
     bundle = open_bundle(source, cache_dir=settings.model.cache_dir, s3_client=s3)
-    manifest = bundle.manifest
-    record = ModelRecord(
-        model_id=manifest.model_id,
-        registered_at=now_iso(),
-        registered_by=caller(target),
+    return register_bundle(
+        s3,
+        target.bucket,
+        bundle,
         source=source if source.startswith("s3://") else str(Path(source).resolve()),
+        by=caller(target),
         parent=parent,
-        bundle_sha256=files_digest(manifest.files),
-        embedding_dim=manifest.embedding_dim,
-        lineage={
-            key: value
-            for key, value in {
-                "source": manifest.source,
-                "license": manifest.license,
-                "description": manifest.description,
-                "parity": manifest.extra.get("parity"),
-                "quantisation": manifest.extra.get("quantisation"),
-            }.items()
-            if value
-        },
     )
-    existing = read_record(s3, target.bucket, record.model_id)
-    if existing is None:
-        # Files first, record last: a record always names a complete bundle.
-        prefix = bundle_prefix(record.model_id)
-        for name in (*manifest.files, MANIFEST):
-            s3.upload_file(str(bundle.path(name)), target.bucket, prefix + name)
-    written = register_record(s3, target.bucket, record)
-    return written, existing is None
 
 
 def model_rows(target: Target) -> list[dict[str, Any]]:
