@@ -26,13 +26,13 @@ from imgsearch.backfill.contracts import (
 )
 from imgsearch.backfill.layout import RunLayout
 from imgsearch.catalog.contract import read_object, write_object
+from imgsearch.core.aws import publish_alert
 from imgsearch.core.config import Settings
 from imgsearch.pipeline.failure import describe_error
 
 logger = logging.getLogger(__name__)
 
 READERS = 16
-SUBJECT_LIMIT = 100
 
 
 def read_results(s3: Any, bucket: str, layout: RunLayout) -> dict[int, ChunkResult]:
@@ -105,12 +105,13 @@ def write_report(
         report_key=layout.report,
     )
     write_object(s3, settings.bucket, layout.report, report)
-    if status != "succeeded" and settings.alerts_topic_arn:
+    if status != "succeeded":
         what = error or f"{failed} of {queued} images failed"
-        sns.publish(
-            TopicArn=settings.alerts_topic_arn,
-            Subject=f"imgsearch backfill {status}: {what}"[:SUBJECT_LIMIT],
-            Message=report.to_json().decode(),
+        publish_alert(
+            sns,
+            settings.alerts_topic_arn,
+            f"imgsearch backfill {status}: {what}",
+            report.to_json().decode(),
         )
     log = logger.error if status != "succeeded" else logger.info
     log(

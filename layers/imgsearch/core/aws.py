@@ -62,6 +62,19 @@ def get_object_if_any(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
         raise
 
 
+SUBJECT_LIMIT = 100
+"""SNS refuses a subject longer than this."""
+
+
+def publish_alert(sns: Any, topic_arn: str, subject: str, message: str) -> bool:
+    """Publish ``message`` to the alerts topic with ``subject`` cut to SNS's limit; False (and
+    nothing sent) when no topic is configured."""
+    if not topic_arn:
+        return False
+    sns.publish(TopicArn=topic_arn, Subject=subject[:SUBJECT_LIMIT], Message=message)
+    return True
+
+
 @dataclass
 class Clients:
     """The boto3 clients of one function, made on first use and kept for the sandbox's life."""

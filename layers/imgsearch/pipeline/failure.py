@@ -16,6 +16,7 @@ import json
 import logging
 from typing import Any
 
+from imgsearch.core.aws import publish_alert
 from imgsearch.core.clock import now_iso
 from imgsearch.core.config import Settings
 from imgsearch.pipeline.contracts import CaughtError, FailureReport, FailureResult, RunState
@@ -23,7 +24,6 @@ from imgsearch.pipeline.contracts import CaughtError, FailureReport, FailureResu
 logger = logging.getLogger(__name__)
 
 FAILURES_FOLDER = "failures/"
-SUBJECT_LIMIT = 100
 """SNS subjects are at most 100 characters."""
 
 
@@ -74,10 +74,11 @@ def report_failure(
     )
     body = report.to_json()
     s3.put_object(Bucket=settings.bucket, Key=key, Body=body, ContentType="application/json")
-    sns.publish(
-        TopicArn=settings.alerts_topic_arn,
-        Subject=f"imgsearch index pipeline failed at {step}: {name}"[:SUBJECT_LIMIT],
-        Message=body.decode(),
+    publish_alert(
+        sns,
+        settings.alerts_topic_arn,
+        f"imgsearch index pipeline failed at {step}: {name}",
+        body.decode(),
     )
     logger.error("index pipeline failed at %s: %s: %s", step, name, message)
     return FailureResult(

@@ -47,7 +47,7 @@ from imgsearch.catalog.retraining import (
     take_lock,
     write_latest,
 )
-from imgsearch.core.aws import Clients, get_object_if_any
+from imgsearch.core.aws import Clients, get_object_if_any, publish_alert
 from imgsearch.core.clock import ISO_FORMAT, now_iso
 from imgsearch.core.config import Settings
 from imgsearch.core.errors import ImgsearchError
@@ -79,7 +79,6 @@ from imgsearch.usage.records import FeedbackRecord, IngestRecord
 logger = logging.getLogger(__name__)
 
 Trigger = Literal["schedule", "new-data", "degradation", "on-demand"]
-SUBJECT_LIMIT = 100
 JOB_NAME_LIMIT = 63
 TRAINING_SHARE = 0.8
 """The share of the job's time limit spent training; the rest exports and checks parity."""
@@ -145,7 +144,6 @@ class Trained(Part):
     """The Train state's result (``$.train``): from ``DescribeTrainingJob``."""
 
     model_artifacts: str
-    billable_seconds: int | None = None
 
 
 class EvaluateInput(Contract):
@@ -462,14 +460,13 @@ def evaluate(settings: Settings, clients: Clients, payload: EvaluateInput) -> Ev
         keys, champion_images = _champion_vectors(store, prepared.champion, keys)
         embedded, candidate_images = embed_keys(candidate, s3, settings.image_bucket, keys)
         row = {key: i for i, key in enumerate(keys)}
-        keep = [row[k] for k in embedded]
         report = compare(
             candidate,
             champion,
             heldout,
             embedded,
             candidate_images,
-            champion_images[keep] if keep else champion_images,
+            champion_images[[row[k] for k in embedded]],
             settings.retrain,
         )
     write_object(s3, settings.bucket, key, report)
@@ -543,18 +540,15 @@ def register(settings: Settings, clients: Clients, payload: RegisterInput) -> Re
     return Registered(model=record.model_id, state=record.state)
 
 
-def _alert(settings: Settings, clients: Clients, subject: str, result: RetrainResult) -> None:
-    if settings.alerts_topic_arn:
-        clients.sns.publish(
-            TopicArn=settings.alerts_topic_arn,
-            Subject=subject[:SUBJECT_LIMIT],
-            Message=result.to_json().decode(),
-        )
-
-
 def _end(
-    settings: Settings, clients: Clients, result: RetrainResult, prepared: Prepared | None
+    settings: Settings,
+    clients: Clients,
+    result: RetrainResult,
+    execution: str,
+    prepared: Prepared | None,
 ) -> None:
+    """The run's report, ``latest.json`` (once its data was read, and not for a skip: that
+    data is still new to the next run), the lock released if this run holds it."""
     s3 = clients.s3
     write_object(s3, settings.bucket, run_prefix(settings, result.run) + "report.json", result)
     if prepared is not None and result.status != "skipped":
@@ -571,8 +565,7 @@ def _end(
                 finished_at=result.finished_at,
             ),
         )
-    if prepared is not None:
-        release_lock(s3, settings.bucket, settings.retrain.prefix, prepared.execution)
+    release_lock(s3, settings.bucket, settings.retrain.prefix, execution)
 
 
 def finish(settings: Settings, clients: Clients, payload: FinishInput) -> RetrainResult:
@@ -599,9 +592,14 @@ def finish(settings: Settings, clients: Clients, payload: FinishInput) -> Retrai
         rollout=str(payload.rollout.get("execution", "")),
         finished_at=now_iso(),
     )
-    _end(settings, clients, result, prepared)
+    _end(settings, clients, result, prepared.execution, prepared)
     if status in ("rejected", "failed"):
-        _alert(settings, clients, f"imgsearch retraining {status}: {reason}", result)
+        publish_alert(
+            clients.sns,
+            settings.alerts_topic_arn,
+            f"imgsearch retraining {status}: {reason}",
+            result.to_json().decode(),
+        )
     logger.info("retraining run %s: %s %s", prepared.run, status, reason)
     return result
 
@@ -625,16 +623,13 @@ def fail(settings: Settings, clients: Clients, payload: FailInput) -> RetrainRes
         dataset=prepared.dataset if prepared else None,
         finished_at=now_iso(),
     )
-    if prepared is None:  # Prepare itself failed: the lock may be this run's all the same
-        release_lock(clients.s3, settings.bucket, settings.retrain.prefix, payload.execution)
-        write_object(
-            clients.s3,
-            settings.bucket,
-            run_prefix(settings, result.run) + "report.json",
-            result,
-        )
-    else:
-        _end(settings, clients, result, prepared)
-    _alert(settings, clients, f"imgsearch retraining failed at {step}: {reason}", result)
+    # Prepare itself may have failed after it took the lock: released by the execution's id.
+    _end(settings, clients, result, payload.execution, prepared)
+    publish_alert(
+        clients.sns,
+        settings.alerts_topic_arn,
+        f"imgsearch retraining failed at {step}: {reason}",
+        result.to_json().decode(),
+    )
     logger.error("retraining run %s failed at %s: %s", result.run, step, reason)
     return result

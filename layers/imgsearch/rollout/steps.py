@@ -36,6 +36,7 @@ from imgsearch.catalog.registry import (
 )
 from imgsearch.catalog.rollout import Rollout, end_rollout, read_rollout, start_rollout
 from imgsearch.catalog.versions import list_versions
+from imgsearch.core.aws import publish_alert
 from imgsearch.core.clock import now_iso
 from imgsearch.core.config import Settings
 from imgsearch.model import ClipModel
@@ -45,7 +46,6 @@ from imgsearch.pipeline.rollback import RollbackError, rollback
 
 logger = logging.getLogger(__name__)
 
-SUBJECT_LIMIT = 100
 WAIT_FACTOR = 3
 """WaitForWriters waits this many times the embed function's refresh of the models it writes."""
 
@@ -228,12 +228,12 @@ def reject(settings: Settings, s3: Any, sns: Any, payload: RejectInput) -> Rollo
         champion=state.rollout.champion if state.rollout else "",
         reason=reason,
     )
-    if settings.alerts_topic_arn:
-        sns.publish(
-            TopicArn=settings.alerts_topic_arn,
-            Subject=f"imgsearch rollout of {candidate} rejected"[:SUBJECT_LIMIT],
-            Message=result.to_json().decode(),
-        )
+    publish_alert(
+        sns,
+        settings.alerts_topic_arn,
+        f"imgsearch rollout of {candidate} rejected",
+        result.to_json().decode(),
+    )
     logger.error("rollout of %s rejected: %s", candidate, reason)
     return result
 
