@@ -65,8 +65,9 @@ from imgsearch.store import table_definition
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET, TABLE = "imgsearch-retrain", "imgsearch-retrain-embeddings"
-CORPUS = 400
-"""Ten images of each colour x shape kind: about 2.5 per kind and background."""
+CORPUS = 800
+"""Twenty images of each colour x shape kind: about 5 per kind and background. With 400 the
+held-out loss rose from the first epoch on (benchmarks/retrain.py --sweep)."""
 HYPERPARAMETERS = {"seed": "1", "threads": "1"}
 """The job's defaults, on one thread: the suite runs beside other tests, and two threads would
 oversubscribe two cores (measured: 3x slower)."""
@@ -270,17 +271,16 @@ def test_clicks_on_background_colours_train_a_candidate_that_the_rollout_promote
         candidate, champion = result["candidate"], result["champion"]
         assert (champion, candidate) == ("demo-clip@1", "demo-clip@2")
 
-        # The gate's own figures: held-out feedback better by the aim (10 %); the verdict is the
-        # criteria's, each named with both figures.
+        # The gate's own figures: held-out feedback better by the aim (10 %), every criterion
+        # met, so the candidate is validated.
         report = w.read_json(result["evaluation"])
         figures = report["figures"]
         gain = (
             figures["candidate"]["feedback.ndcg_at_10"] / figures["champion"]["feedback.ndcg_at_10"]
         )
         assert gain >= 1.10, figures
-        failed = [c for c in report["criteria"] if not c["passed"]]
-        assert result["status"] == ("rejected" if failed else "validated"), report
-        assert not failed or result["reason"] == failed[0]["detail"]
+        assert all(c["passed"] for c in report["criteria"]), report
+        assert result["status"] == "validated", result
 
         # Held-out queries never trained; the dataset's hash is the candidate's lineage.
         prefix = f"retrain/{result['run']}/dataset/"
@@ -293,26 +293,23 @@ def test_clicks_on_background_colours_train_a_candidate_that_the_rollout_promote
         assert record.lineage["trigger"] == "on-demand"
         assert record.lineage["training"]["status"] == "trained"
 
-        # The ground truth agrees on held-out background queries; a colour x shape regression
-        # beyond the tolerance is one the gate (the golden set's kinds) refused.
+        # The ground truth agrees on held-out background queries, and colour and shape queries
+        # are no worse than the tolerance.
         heldout = [q for q in background_queries() if is_heldout(q, 0.25)]
         before = ground_truth_ndcg(w, champion, heldout)
         after = ground_truth_ndcg(w, candidate, heldout)
         assert after >= before * 1.10, (before, after)
         kinds_before = ground_truth_ndcg(w, champion, kind_queries())
-        kinds_after = ground_truth_ndcg(w, candidate, kind_queries())
-        if kinds_after < kinds_before * 0.98:
-            assert any(c["name"].startswith("golden.") for c in failed), (kinds_after, report)
+        assert ground_truth_ndcg(w, candidate, kind_queries()) >= kinds_before * 0.98
 
-        if failed:  # a regression beyond the tolerance: nothing changes
-            assert result["rollout"] == "" and w.serving() == champion
-            return
         # The winner went to the rollout, whose own gates promoted it.
         rollout = w.wait(result["rollout"])
         assert rollout["status"] == "SUCCEEDED", rollout
         assert json.loads(rollout["output"])["status"] == "promoted"
         assert w.serving() == candidate
         assert read_record(w.s3, BUCKET, candidate).state == "production"  # type: ignore[union-attr]
+        # the demo model, registered by Prepare as the one serving, is the one archived
+        assert read_record(w.s3, BUCKET, champion).state == "archived"  # type: ignore[union-attr]
         assert read_lock(w.s3, BUCKET, "retrain/") is None
         assert w.read_json("retrain/latest.json")["status"] == "validated"
 
@@ -341,6 +338,7 @@ def test_shuffled_clicks_give_a_candidate_the_gate_rejects_and_nothing_changes(
         assert "held-out nDCG@10" in result["reason"] or "within" in result["reason"]
         assert result["rollout"] == ""
         assert w.serving() == "demo-clip@1"
+        assert read_record(w.s3, BUCKET, "demo-clip@1").state == "production"  # type: ignore[union-attr]
         record = read_record(w.s3, BUCKET, result["candidate"])
         assert record is not None and record.state == "rejected"
         assert not w.sfn.list_executions(stateMachineArn=w.machines["rollout"])["executions"]

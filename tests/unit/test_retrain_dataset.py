@@ -21,7 +21,7 @@ from imgsearch.retrain.dataset import (
     is_heldout,
     manifest_for,
 )
-from imgsearch.retrain.evaluate import HEADLINE, judge
+from imgsearch.retrain.evaluate import HEADLINE, Measured, judge
 
 
 def everything(keys: object) -> set[str]:
@@ -119,15 +119,32 @@ def test_the_manifest_hash_follows_the_examples() -> None:
 
 
 OPTIONS = RetrainSettings(min_heldout_queries=2, min_gain=0.02, tolerance=0.02)
-HELDOUT = [Example(f"q{i}", ("a",)) for i in range(3)] + [Example("g", ("a",), source="golden")]
+HELDOUT = [Example(f"q{i}", ("a",)) for i in range(6)] + [Example("g", ("a",), source="golden")]
+BEFORE = [0.4, 0.5, 0.6, 0.4, 0.5, 0.6]
+"""The champion's nDCG@10 per held-out feedback query (mean 0.5)."""
+
+
+def measured(figures: dict[str, float], gain: float = 0.06) -> Measured:
+    """``figures``, and per-query figures that every query moves by ``gain``."""
+    return Measured(figures, [b + gain for b in BEFORE])
 
 
 def test_a_candidate_passes_on_the_gain_with_nothing_worse_than_the_tolerance() -> None:
-    champion = {HEADLINE: 0.50, "golden.ndcg_at_10": 0.90, "feedback.mrr": 0.60}
-    candidate = {HEADLINE: 0.56, "golden.ndcg_at_10": 0.89, "feedback.mrr": 0.70}
+    champion = Measured({HEADLINE: 0.50, "golden.ndcg_at_10": 0.90, "feedback.mrr": 0.60}, BEFORE)
+    candidate = measured({HEADLINE: 0.56, "golden.ndcg_at_10": 0.89, "feedback.mrr": 0.70})
     report = judge("m@2", "m@1", candidate, champion, HELDOUT, 30, OPTIONS)
     assert report.passed and report.reason == ""
-    assert report.queries == {"feedback": 3, "golden": 1}
+    assert report.queries == {"feedback": 6, "golden": 1}
+
+
+def test_a_gain_that_chance_explains_is_not_enough() -> None:
+    champion = Measured({HEADLINE: 0.50}, BEFORE)
+    # the mean gains 6 %, all of it from one query; the other five lose a little
+    lucky = Measured({HEADLINE: 0.53}, [0.4 + 0.48, 0.49, 0.59, 0.39, 0.49, 0.59])
+    report = judge("m@2", "m@1", lucky, champion, HELDOUT, 30, OPTIONS)
+    assert not report.passed
+    assert report.reason.startswith("held-out nDCG@10 gain p = 0.")
+    assert report.reason.endswith("over 6 queries (at most 0.05)")
 
 
 @pytest.mark.parametrize(
@@ -140,14 +157,16 @@ def test_a_candidate_passes_on_the_gain_with_nothing_worse_than_the_tolerance() 
 def test_a_candidate_fails_on_too_small_a_gain_or_a_regression(
     candidate: dict[str, float], reason: str
 ) -> None:
-    champion = {HEADLINE: 0.50, "golden.ndcg_at_10": 0.90}
-    report = judge("m@2", "m@1", candidate, champion, HELDOUT, 30, OPTIONS)
+    champion = Measured({HEADLINE: 0.50, "golden.ndcg_at_10": 0.90}, BEFORE)
+    report = judge("m@2", "m@1", measured(candidate), champion, HELDOUT, 30, OPTIONS)
     assert not report.passed
     assert report.reason.startswith(reason)
 
 
 def test_too_little_held_out_data_is_a_failure_named_in_the_report() -> None:
-    report = judge("m@2", "m@1", {HEADLINE: 1.0}, {HEADLINE: 0.1}, HELDOUT[:1], 3, OPTIONS)
+    report = judge(
+        "m@2", "m@1", Measured({HEADLINE: 1.0}), Measured({HEADLINE: 0.1}), HELDOUT[:1], 3, OPTIONS
+    )
     assert not report.passed
     assert report.criteria[0].kind == "failure"
     assert report.reason == "1 held-out feedback queries (at least 2)"
@@ -156,5 +175,7 @@ def test_too_little_held_out_data_is_a_failure_named_in_the_report() -> None:
 def test_bad_retraining_settings_fail_at_load() -> None:
     with pytest.raises(ConfigError, match="HELDOUT_FRACTION"):
         Settings.from_env({"IMGSEARCH_RETRAIN_HELDOUT_FRACTION": "1.5"})
+    with pytest.raises(ConfigError, match="SIGNIFICANCE"):
+        Settings.from_env({"IMGSEARCH_RETRAIN_SIGNIFICANCE": "0"})
     with pytest.raises(ConfigError, match="HYPERPARAMETERS must be a JSON object"):
         Settings.from_env({"IMGSEARCH_RETRAIN_HYPERPARAMETERS": "[1]"})

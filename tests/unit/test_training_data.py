@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from imgsearch_training.data import DatasetError, files_sha256, read_dataset
-from imgsearch_training.finetune import Settings
+from imgsearch_training.finetune import Settings, interpolate
 from imgsearch_training.job import Hyperparameters, probe_texts
 from tokenizers import Tokenizer
 
@@ -95,3 +96,12 @@ def test_probe_texts_are_short_phrases_of_the_vocabulary() -> None:
     assert probes == probe_texts(tokenizer, 20, seed=1)
     assert all(1 <= len(p.split()) <= 3 for p in probes)
     assert all("[UNK]" not in tokenizer.encode(p).tokens for p in probes)
+
+
+def test_the_kept_weights_lie_between_the_parent_and_the_best_epoch() -> None:
+    parent = {"w": torch.zeros(3), "steps": torch.tensor(7)}
+    tuned = {"w": torch.tensor([1.0, -2.0, 5.0]), "steps": torch.tensor(9)}
+    kept = interpolate(parent, tuned, 0.4)
+    assert torch.allclose(kept["w"], torch.tensor([0.4, -0.8, 2.0]))
+    assert int(kept["steps"]) == 9  # integer buffers are the tuned model's, not averaged
+    assert interpolate(parent, tuned, 1.0)["w"].equal(tuned["w"])

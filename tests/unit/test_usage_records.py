@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from imgsearch.usage.join import JoinedQuery, join
-from imgsearch.usage.reader import _messages, hour_prefixes
+from imgsearch.usage.reader import _messages, folders
 from imgsearch.usage.records import (
     FeedbackRecord,
     IngestRecord,
@@ -109,11 +109,25 @@ def test_the_reader_takes_extracted_lines_and_gzipped_envelopes() -> None:
 def test_a_window_lists_the_hours_either_side() -> None:
     start = datetime(2026, 12, 1, 10, 30, tzinfo=UTC)
     end = datetime(2026, 12, 1, 11, 5, tzinfo=UTC)
-    assert hour_prefixes("usage/", start, end) == [
+    assert folders("usage/", start, end) == [
         "usage/2026/12/01/09/",
         "usage/2026/12/01/10/",
         "usage/2026/12/01/11/",
         "usage/2026/12/01/12/",
+    ]
+
+
+def test_a_long_window_lists_whole_days_and_the_hours_at_its_ends() -> None:
+    start = datetime(2026, 11, 1, 22, 30, tzinfo=UTC)
+    end = datetime(2026, 11, 4, 0, 10, tzinfo=UTC)
+    assert folders("usage/", start, end) == [
+        "usage/2026/11/01/21/",
+        "usage/2026/11/01/22/",
+        "usage/2026/11/01/23/",
+        "usage/2026/11/02/",
+        "usage/2026/11/03/",
+        "usage/2026/11/04/00/",
+        "usage/2026/11/04/01/",
     ]
 
 

@@ -341,6 +341,9 @@ class RetrainSettings:
     """The promotion threshold: held-out nDCG@10 better than the champion's by this share."""
     tolerance: float = env("IMGSEARCH_RETRAIN_TOLERANCE", 0.02)
     """No other figure may be worse than the champion's by more than this share."""
+    significance: float = env("IMGSEARCH_RETRAIN_SIGNIFICANCE", 0.05)
+    """The gain must be significant at this level (a one-sided paired randomisation test over
+    the held-out feedback queries); 1 accepts any gain."""
     eval_max_images: int = env("IMGSEARCH_RETRAIN_EVAL_MAX_IMAGES", 20000)
     """The most images the evaluation embeds with both models (the dataset's, then sampled)."""
     hyperparameters: str = env("IMGSEARCH_RETRAIN_HYPERPARAMETERS", "{}")
@@ -352,6 +355,10 @@ class RetrainSettings:
             raise ConfigError(
                 "IMGSEARCH_RETRAIN_HELDOUT_FRACTION must be between 0 and 1, got "
                 f"{self.heldout_fraction}"
+            )
+        if not 0 < self.significance <= 1:
+            raise ConfigError(
+                f"IMGSEARCH_RETRAIN_SIGNIFICANCE must be in (0, 1], got {self.significance}"
             )
         try:
             parsed = json.loads(self.hyperparameters)

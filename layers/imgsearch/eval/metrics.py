@@ -18,6 +18,8 @@ import math
 from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 
 def _check_k(k: int) -> None:
     if k <= 0:
@@ -99,3 +101,25 @@ def score_rankings(
         mrr=sum(reciprocal_rank(r, rel) for r, rel in pairs) / n,
         ndcg=sum(ndcg_at_k(r, rel, k) for r, rel in pairs) / n,
     )
+
+
+def paired_randomisation_p(
+    before: Sequence[float], after: Sequence[float], rounds: int = 10_000, seed: int = 0
+) -> float:
+    """One-sided p-value that ``after`` is better than ``before`` on the same queries.
+
+    Fisher's randomisation test, the one IR evaluation recommends (Smucker et al., 2007): each
+    query's two figures swap sides at random; p is the share of ``rounds`` swaps whose mean gain
+    is at least the observed one. Seeded, so the same figures give the same p::
+
+        paired_randomisation_p([0.2, 0.4, 0.1], [0.5, 0.6, 0.4])   # about 0.12: three say little
+    """
+    if len(before) != len(after):
+        raise ValueError(f"{len(before)} figures before, {len(after)} after")
+    gains = np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)
+    if not len(gains):
+        return 1.0
+    signs = np.random.default_rng(seed).choice((-1.0, 1.0), size=(rounds, len(gains)))
+    observed = gains.mean()
+    at_least = int(((signs * gains).mean(axis=1) >= observed - 1e-12).sum())
+    return (1 + at_least) / (1 + rounds)

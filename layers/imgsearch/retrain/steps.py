@@ -263,7 +263,12 @@ def _parent(settings: Settings, s3: Any, champion: str) -> str:
                 "register it (imgsearch model register) to retrain from it"
             )
         bundle = open_bundle(uri, settings.model.cache_dir, s3)
-        register_bundle(s3, settings.bucket, bundle, source=uri, by="retrain")
+        record, _ = register_bundle(s3, settings.bucket, bundle, source=uri, by="retrain")
+        # It serves already: recorded as production, so that a rollout archives it and a
+        # rollback to it brings it back as production.
+        why = "serving when it was registered"
+        record = transition(s3, settings.bucket, record, "validated", by="retrain", reason=why)
+        transition(s3, settings.bucket, record, "production", by="retrain", reason=why)
     manifest_key = bundle_prefix(champion) + "model.json"
     manifest = json.loads(s3.get_object(Bucket=settings.bucket, Key=manifest_key)["Body"].read())
     checkpoint = manifest.get("checkpoint")

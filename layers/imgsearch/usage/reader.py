@@ -41,15 +41,21 @@ class ReadStats:
     """Lines that looked like usage records but did not parse (logged, then skipped)."""
 
 
-def hour_prefixes(prefix: str, start: datetime, end: datetime) -> list[str]:
-    """The ``prefix`` folders Firehose may have written records of ``[start, end)`` to."""
+def folders(prefix: str, start: datetime, end: datetime) -> list[str]:
+    """The ``prefix`` folders Firehose may have written records of ``[start, end)`` to: a day's
+    folder for each whole day the window spans, hours at its two ends (a 30-day window is about
+    30 listings, not 720)."""
     hour = (start - ARRIVAL_SLACK).replace(minute=0, second=0, microsecond=0)
     last = end + ARRIVAL_SLACK
-    folders = []
+    listed = []
     while hour <= last:
-        folders.append(f"{prefix}{hour:%Y/%m/%d/%H}/")
-        hour += timedelta(hours=1)
-    return folders
+        if hour.hour == 0 and hour + timedelta(hours=23) <= last:
+            listed.append(f"{prefix}{hour:%Y/%m/%d}/")
+            hour += timedelta(days=1)
+        else:
+            listed.append(f"{prefix}{hour:%Y/%m/%d/%H}/")
+            hour += timedelta(hours=1)
+    return listed
 
 
 def _values(text: str) -> Iterator[Any]:
@@ -96,7 +102,7 @@ class UsageReader:
 
     def keys(self, start: datetime, end: datetime) -> Iterator[str]:
         paginator = self.s3.get_paginator("list_objects_v2")
-        for folder in hour_prefixes(self.prefix, start, end):
+        for folder in folders(self.prefix, start, end):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=folder):
                 for item in page.get("Contents", []):
                     yield item["Key"]

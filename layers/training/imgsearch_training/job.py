@@ -75,6 +75,7 @@ class Hyperparameters:
     batch_size: int = Settings.batch_size
     negatives: int = Settings.negatives
     anchor: float = Settings.anchor
+    interpolate: float = Settings.interpolate
     frozen_stages: int = Settings.frozen_stages
     warmup_epochs: float = Settings.warmup_epochs
     probes: int = 64
@@ -114,6 +115,7 @@ class Hyperparameters:
             batch_size=self.batch_size,
             negatives=self.negatives,
             anchor=self.anchor,
+            interpolate=self.interpolate,
             frozen_stages=self.frozen_stages,
             warmup_epochs=self.warmup_epochs,
             threads=threads,

@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEMO_IMAGES,
         metavar="N",
         help=f"how many demo images to render and upload (default {DEMO_IMAGES}, balanced over "
-        "the 40 colour x shape kinds; the retraining walkthrough uses 400)",
+        "the 40 colour x shape kinds; the retraining walkthrough uses 800)",
     )
     up.add_argument(
         "--fresh",
