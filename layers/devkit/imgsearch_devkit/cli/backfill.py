@@ -11,7 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from imgsearch.backfill.contracts import BackfillOptions
 from imgsearch.catalog.errors import ContractError
-from imgsearch_devkit.cli.common import fail, print_json, progress, table
+from imgsearch_devkit.cli.common import announce_start, fail, print_json, progress, table
 from imgsearch_devkit.cli.target import add_target_arguments, resolve_target
 from imgsearch_devkit.ops.backfill import (
     Progress,
@@ -79,15 +79,9 @@ def run_backfill(args: argparse.Namespace) -> int:
     except (BotoCoreError, ClientError) as exc:
         return fail(f"cannot start the backfill: {exc}")
     result: dict[str, Any] = {"execution": execution, "run": run_name(execution)}
-    if not args.wait:
-        if args.json:
-            print_json({**result, "status": "RUNNING"})
-        else:
-            print(f"started {execution}")
-            print("follow it with `imgsearch backfill history` (--wait shows its progress here)")
+    follow = "follow it with `imgsearch backfill history` (--wait shows its progress here)"
+    if not announce_start(execution, args, {"run": result["run"]}, follow):
         return 0
-    if not args.json:
-        print(f"started {execution}", flush=True)
     try:
         described = _follow(target, execution, quiet=args.json)
         report = read_run_report(target, result["run"])

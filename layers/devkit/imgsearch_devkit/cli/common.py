@@ -63,6 +63,33 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, ensure_ascii=False, sort_keys=False))
 
 
+def announce_start(
+    execution: str,
+    args: argparse.Namespace,
+    extra: dict[str, Any] | None = None,
+    follow: str = "follow it in the Step Functions console, or with --wait",
+) -> bool:
+    """Say that ``execution`` started; True when the command goes on to follow it (``--wait``).
+
+    Without ``--wait``: ``{"execution", "status": "RUNNING", **extra}`` with ``--json``, else
+    the ARN and how to follow the run (``follow``)::
+
+        if not announce_start(execution, args):
+            return 0
+        end, states = follow_states(sfn, execution, quiet=args.json)
+    """
+    if not args.wait:
+        if args.json:
+            print_json({"execution": execution, **(extra or {}), "status": "RUNNING"})
+        else:
+            print(f"started {execution}")
+            print(follow)
+        return False
+    if not args.json:
+        print(f"started {execution}", flush=True)
+    return True
+
+
 def add_json_argument(parser: argparse.ArgumentParser, always: bool = False) -> None:
     """``--json``, which every command that prints a result takes; ``always``: the command
     prints JSON anyway (the flag is accepted so that scripts can pass it everywhere)."""

@@ -15,6 +15,7 @@ from imgsearch.store import EmbeddingStore
 from imgsearch_devkit.cli.common import (
     BundleError,
     add_json_argument,
+    announce_start,
     command_group,
     fail,
     load_model,
@@ -192,15 +193,8 @@ def run_rollout(args: argparse.Namespace) -> int:
         return fail(str(exc))
     except (BotoCoreError, ClientError) as exc:
         return fail(f"cannot start the rollout: {exc}")
-    if not args.wait:
-        if args.json:
-            print_json({"execution": execution, "status": "RUNNING"})
-        else:
-            print(f"started {execution}")
-            print("follow it in the Step Functions console, or with --wait")
+    if not announce_start(execution, args):
         return 0
-    if not args.json:
-        print(f"started {execution}", flush=True)
     try:
         end, states = follow_states(target.client("stepfunctions"), execution, quiet=args.json)
     except (BotoCoreError, ClientError) as exc:

@@ -10,7 +10,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from imgsearch.core.errors import ImgsearchError
-from imgsearch_devkit.cli.common import fail, print_json, stack_command
+from imgsearch_devkit.cli.common import announce_start, fail, print_json, stack_command
 from imgsearch_devkit.cli.pipeline import follow_states
 from imgsearch_devkit.cli.target import resolve_target
 from imgsearch_devkit.ops.retrain import read_run_report, start_retrain
@@ -59,15 +59,8 @@ def run_retrain(args: argparse.Namespace) -> int:
         return fail(str(exc))
     except (BotoCoreError, ClientError) as exc:
         return fail(f"cannot start retraining: {exc}")
-    if not args.wait:
-        if args.json:
-            print_json({"execution": execution, "status": "RUNNING"})
-        else:
-            print(f"started {execution}")
-            print("follow it in the Step Functions console, or with --wait")
+    if not announce_start(execution, args):
         return 0
-    if not args.json:
-        print(f"started {execution}", flush=True)
     sfn = target.client("stepfunctions")
     try:
         end, states = follow_states(sfn, execution, quiet=args.json)
