@@ -311,7 +311,7 @@ def finetune(
     settings: Settings,
     probes: list[str] | None = None,
 ) -> Result:
-    """Fine-tune ``model`` in place on ``pairs``; returns the run's figures and best weights."""
+    """Fine-tune ``model`` in place on ``pairs``; returns the run's figures and kept weights."""
     if not pairs.train:
         raise ValueError("no training queries with a usable positive image")
     if not 0 < settings.interpolate <= 1:
@@ -424,7 +424,7 @@ def finetune(
                 if pairs.heldout
                 else f"no held-out queries: no early stopping, kept epoch {best_epoch}"
             )
-        if settings.interpolate != 1.0:
+        if settings.interpolate != 1.0:  # 1: the best epoch's weights bit for bit
             best_state = interpolate(parent_state, best_state, settings.interpolate)
         model.load_state_dict(best_state)
         trainer.stem.requires_grad_(True)

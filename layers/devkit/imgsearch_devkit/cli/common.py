@@ -71,7 +71,7 @@ def announce_start(
 ) -> bool:
     """Say that ``execution`` started; True when the command goes on to follow it (``--wait``).
 
-    Without ``--wait``: ``{"execution", "status": "RUNNING", **extra}`` with ``--json``, else
+    Without ``--wait``: ``{"execution", **extra, "status": "RUNNING"}`` with ``--json``, else
     the ARN and how to follow the run (``follow``)::
 
         if not announce_start(execution, args):
