@@ -141,6 +141,7 @@ def fp32_bundle(cache: Path, threads: int, rebuild: bool = False) -> tuple[Path,
             license="n/a",
             threads=threads,
             force=True,
+            checkpoint=False,  # serving benchmarks: no retraining, no 600 MB weights file
         )
     return checkpoint, fp32
 

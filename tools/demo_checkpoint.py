@@ -33,9 +33,9 @@ import onnx
 import torch
 from bundle_writer import log, run
 from imgsearch_training.bundle import ToolError
-from imgsearch_training.checkpoint import write_checkpoint
 from imgsearch_training.demo_clip import Clip, DemoArchitecture, build_clip
 from imgsearch_training.export import check_parity
+from imgsearch_training.trainable import DemoClip
 from onnx import numpy_helper
 from tokenizers import Tokenizer
 
@@ -153,7 +153,7 @@ def add_checkpoint(bundle: Path, threads: int) -> dict[str, Any]:
     log.info("parity of the recovered weights with the bundle: %s", parity)
     path = bundle / MANIFEST
     fields = json.loads(path.read_text(encoding="utf-8"))
-    entry = write_checkpoint(model, architecture, bundle)
+    entry = DemoClip(model, architecture).write_checkpoint(bundle)
     fields["checkpoint"] = {**entry, **notes, "parity": parity}
     path.write_text(json.dumps(fields, indent=2) + "\n", encoding="utf-8")
     read_manifest(bundle)  # still a valid manifest

@@ -3,7 +3,9 @@
 ``SRC`` is a folder as ``CLIPModel.save_pretrained`` (plus the processor's ``save_pretrained``)
 writes it: ``config.json``, the weights, ``tokenizer.json`` and ``preprocessor_config.json``.
 ``OUT`` receives ``visual.onnx`` (``get_image_features``), ``textual.onnx``
-(``get_text_features``), ``tokenizer.json`` and ``model.json``. Before ``OUT`` is written, the
+(``get_text_features``), ``tokenizer.json``, ``model.json`` and, unless ``--no-checkpoint``,
+``checkpoint.safetensors``: the weights and config a retraining run fine-tunes
+(``imgsearch_training.hf_clip``; the runtime never loads it). Before ``OUT`` is written, the
 bundle is loaded with the real runtime (``imgsearch.model.ClipModel``) and compared with PyTorch
 on random images and on random texts of many lengths, each text alone in PyTorch and padded in
 one batch by the runtime; a row below ``--min-cosine`` fails the export (exit code 1)::
@@ -24,25 +26,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from bundle_writer import run
-from imgsearch_training.bundle import (
-    ToolError,
-    cosine_figures,
-    random_pixels,
-    random_texts,
-    require_parity,
-    staged_bundle,
-    write_manifest,
-)
+from imgsearch_training.bundle import ToolError, staged_bundle, write_manifest
+from imgsearch_training.export import check_parity, tokenize
+from imgsearch_training.export import export as export_towers
+from imgsearch_training.hf_clip import HfClip
 
 from imgsearch.model import ClipModel, ModelManifest
-from imgsearch.model.bundle import OPENAI_MEAN, OPENAI_STD, TEXTUAL, TOKENIZER, VISUAL
+from imgsearch.model.bundle import OPENAI_MEAN, OPENAI_STD, TOKENIZER
 from imgsearch.model.tokenizer import TextTokenizer
 
 log = logging.getLogger("imgsearch.tools.export")
 
-DEFAULT_MIN_COSINE = 0.999
+DEFAULT_MIN_COSINE = HfClip.min_cosine
 PIL_BICUBIC = 3
 LEGACY_EOS_TOKEN_ID = 2
 """Configs written before transformers PR #24773 say 2; their text tower pools at argmax(ids)."""
@@ -121,51 +117,6 @@ def choose_pad_token_id(eos_token_id: int, tokenizer: Any, vocab_size: int) -> i
     return end
 
 
-def _towers(model: Any) -> tuple[Any, Any]:
-    """``torch.nn.Module`` wrappers around ``get_image_features`` and ``get_text_features``."""
-    import torch
-
-    def features(output: Any) -> torch.Tensor:
-        # transformers 5 returns a model output whose pooler_output is projected; 4.x a tensor
-        return output if isinstance(output, torch.Tensor) else output.pooler_output
-
-    class ImageTower(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.clip = model
-
-        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-            return features(self.clip.get_image_features(pixel_values=pixel_values))
-
-    class TextTower(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.clip = model
-
-        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-            return features(self.clip.get_text_features(input_ids=input_ids))
-
-    return ImageTower().eval(), TextTower().eval()
-
-
-def export_onnx(
-    tower: Any, example: Any, name: str, output: str, axes: dict[int, Any], path: Path
-) -> None:
-    """``torch.onnx.export`` with the dynamo exporter; weights kept inside the one file."""
-    import torch
-
-    program = torch.onnx.export(
-        tower,
-        (example,),
-        dynamo=True,
-        input_names=[name],
-        output_names=[output],
-        dynamic_shapes={name: axes},
-        verbose=False,
-    )
-    program.save(str(path), external_data=False)
-
-
 def export(
     src: Path,
     out: Path,
@@ -178,8 +129,10 @@ def export(
     samples: int = 8,
     threads: int = 2,
     force: bool = False,
+    checkpoint: bool = True,
 ) -> ModelManifest:
-    """Export, check parity with the runtime, then publish ``out``; returns its manifest."""
+    """Export, check parity with the runtime, then publish ``out``; returns its manifest.
+    ``checkpoint``: also write the weights a retraining run starts from."""
     import torch
     import transformers
     from tokenizers import Tokenizer
@@ -213,33 +166,15 @@ def export(
         )
     pad_token_id = choose_pad_token_id(text.eos_token_id, tokenizer, text.vocab_size)
     context = text.max_position_embeddings
-    image_tower, text_tower = _towers(model)
+    clip = HfClip(model)
 
     with staged_bundle(out, force) as staging:
-        log.info("exporting the image tower to ONNX")
-        batch = torch.export.Dim("batch", min=1, max=4096)
-        tokens = torch.export.Dim("tokens", min=2, max=context)
-        size = images["image_size"]
-        export_onnx(
-            image_tower,
-            torch.randn(2, 3, size, size),
-            "pixel_values",
-            "image_embeds",
-            {0: batch},
-            staging / VISUAL,
+        log.info("exporting both towers to ONNX")
+        example = tokenize(
+            TextTokenizer.from_file(src / TOKENIZER, context, pad_token_id),
+            ["a photo of a red car", "a cat"],
         )
-        log.info("exporting the text tower to ONNX")
-        example_ids = TextTokenizer(
-            Tokenizer.from_file(str(src / TOKENIZER)), context, pad_token_id
-        )(["a photo of a red car", "a cat"])
-        export_onnx(
-            text_tower,
-            torch.from_numpy(example_ids),
-            "input_ids",
-            "text_embeds",
-            {0: batch, 1: tokens},
-            staging / TEXTUAL,
-        )
+        export_towers(clip, staging, images["image_size"], context, example)
         shutil.copyfile(src / TOKENIZER, staging / TOKENIZER)
         fields = {
             "name": name,
@@ -259,25 +194,19 @@ def export(
                 "transformers": transformers.__version__,
             },
         }
+        if checkpoint:
+            log.info("writing the training checkpoint")
+            fields["checkpoint"] = clip.write_checkpoint(staging)
         manifest = write_manifest(staging, fields)
 
         log.info(
-            "checking parity: PyTorch vs the runtime on %d images and %d texts", samples, samples
+            "checking parity: PyTorch vs the runtime on %d images and %d texts",
+            samples,
+            2 * samples,
         )
         runtime = ClipModel.load(staging, threads=threads)
-        pixels = random_pixels(samples, size)
-        texts = random_texts(tokenizer, samples, context)
-        with torch.inference_mode():
-            torch_images = image_tower(torch.from_numpy(pixels)).numpy()
-            torch_texts = np.concatenate(
-                [text_tower(torch.from_numpy(runtime.tokenizer([t]))).numpy() for t in texts]
-            )
-        figures = {
-            "visual": cosine_figures(torch_images, runtime.encode_images(pixels)),
-            "textual_padded_batch": cosine_figures(torch_texts, runtime.encode_text(texts)),
-        }
+        figures = check_parity(clip, runtime, tokenizer, min_cosine, samples)
         log.info("parity: %s", figures)
-        require_parity(figures, min_cosine)
         manifest = write_manifest(
             staging,
             {
@@ -307,7 +236,15 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_MIN_COSINE,
         help="fail if any parity row is below this (default %(default)s)",
     )
-    parser.add_argument("--samples", type=int, default=8, help="images and texts to compare")
+    parser.add_argument(
+        "--samples", type=int, default=8, help="images to compare (and twice as many texts)"
+    )
+    parser.add_argument(
+        "--no-checkpoint",
+        dest="checkpoint",
+        action="store_false",
+        help="leave the training checkpoint out: the bundle serves but cannot be retrained",
+    )
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
     parser.add_argument(
@@ -329,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             samples=args.samples,
             threads=args.threads,
             force=args.force,
+            checkpoint=args.checkpoint,
         )
         if args.int8:
             from quantize_bundle import quantize

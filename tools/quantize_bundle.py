@@ -5,8 +5,9 @@ Weights of the ``MatMul``/``Gemm`` nodes (every linear layer of both transformer
 quantised on the fly, so no calibration data is needed. ``Conv`` (the patch embedding) stays
 float: ``ConvInteger`` is slower than the float ``Conv`` on CPU (see docs/models.md).
 
-The result is a new bundle, version ``<version>-int8``, with fresh sha256s and its parity figures
-against the float bundle in ``model.json``; a row below ``--min-cosine`` fails the run (exit code
+The result is a new bundle, version ``<version>-int8``, with fresh sha256s, its parity figures
+against the float bundle in ``model.json`` and the float bundle's training checkpoint, if it has
+one (retraining starts from the fp32 weights); a row below ``--min-cosine`` fails the run (exit code
 1) and nothing is written::
 
     python tools/quantize_bundle.py models/clip-b32 models/clip-b32-int8 --images ./photos
@@ -111,6 +112,9 @@ def quantize(
             if preprocess:
                 graph.unlink()
         shutil.copyfile(src / TOKENIZER, staging / TOKENIZER)
+        # the fp32 weights a retraining run starts from (its candidate is fp32 again)
+        if (checkpoint := reference.manifest.checkpoint_file) and (src / checkpoint).is_file():
+            shutil.copyfile(src / checkpoint, staging / checkpoint)
         fields = reference.manifest.to_dict()
         fields.pop("parity", None)
         manifest = write_manifest(

@@ -47,9 +47,9 @@ from imgsearch_devkit.demo.scenes import (
     requirements,
 )
 from imgsearch_training.bundle import staged_bundle, write_manifest
-from imgsearch_training.checkpoint import write_checkpoint
 from imgsearch_training.demo_clip import Clip, DemoArchitecture, build_clip
 from imgsearch_training.export import check_parity, export, tokenize
+from imgsearch_training.trainable import DemoClip
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
 from imgsearch.eval.metrics import score_rankings
@@ -359,10 +359,10 @@ def train_and_write(args: argparse.Namespace) -> None:
             runtime_tokenizer(tokenizer, manifest),
             ["a red circle", "two small blue stars on a grey background"],
         )
-        export(model, staging, manifest, example)
+        export(model, staging, manifest.image_size, manifest.context_length, example)
         fields = manifest.to_dict()
         # the weights a retraining run starts from (imgsearch_training.job); not in ``files``
-        fields["checkpoint"] = write_checkpoint(model, architecture, staging)
+        fields["checkpoint"] = DemoClip(model, architecture).write_checkpoint(staging)
         fields["parameters"] = sum(p.numel() for p in model.parameters())
         fields["training"] = {
             **training,

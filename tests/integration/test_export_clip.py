@@ -20,6 +20,7 @@ from imgsearch_training.bundle import write_manifest
 from PIL import Image
 
 from imgsearch.model import ClipModel
+from imgsearch.model.bundle import sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / "tools"
@@ -87,8 +88,8 @@ def test_b32_bundle_loads_with_its_manifest_and_parity(b32: Path) -> None:
     assert manifest.interpolation == "bicubic"
     parity = manifest.extra["parity"]
     assert parity["min_cosine_required"] == 0.999
-    for check in ("visual", "textual_padded_batch"):
-        assert parity[check]["rows"] == 4
+    for check, rows in (("visual", 4), ("textual_padded_batch", 8)):  # --samples 4
+        assert parity[check]["rows"] == rows
         assert parity[check]["min_cosine"] >= 0.999, parity
 
     vectors = model.encode_images(np.zeros((3, 3, 224, 224), dtype=np.float32))
@@ -112,6 +113,10 @@ def test_int8_bundle_loads_with_parity_against_fp32(tiny: Path) -> None:
         # a tiny model has proportionally more float parts (patch Conv, norms) than ViT-B/32's
         assert int8_size < 0.7 * (tiny / "bundle" / name).stat().st_size
     assert manifest.extra["quantization"]["source_model_id"] == fp32.model_id
+    # the fp32 training checkpoint goes with it, so the int8 bundle stays retrainable
+    checkpoint = manifest.extra["checkpoint"]
+    assert checkpoint == fp32.extra["checkpoint"]
+    assert sha256_file(tiny / "bundle-int8" / checkpoint["file"]) == checkpoint["sha256"]
     parity = manifest.extra["parity"]
     assert parity["reference"] == fp32.model_id
     for check in ("visual", "textual"):

@@ -46,8 +46,8 @@ def test_the_bundle_declares_its_checkpoint_outside_files(runtime: ClipModel) ->
 
 
 def test_the_recovered_weights_compute_what_the_bundle_computes(runtime: ClipModel) -> None:
-    model, _ = load_checkpoint(DEMO, runtime.manifest)
-    figures = check_parity(model.eval(), runtime, Tokenizer.from_file(str(DEMO / "tokenizer.json")))
+    model = load_checkpoint(DEMO, runtime.manifest)
+    figures = check_parity(model, runtime, Tokenizer.from_file(str(DEMO / "tokenizer.json")))
     assert figures["visual"]["min_cosine"] >= 0.9999
     assert figures["textual_padded_batch"]["min_cosine"] >= 0.9999
     # and on real scenes (JPEG, the runtime's preprocessing), not only on random pixels
@@ -90,7 +90,8 @@ def _with_entry(tmp_path: Path, **changes: object) -> Path:
     [
         ({}, "has no checkpoint"),
         ({"sha256": "0" * 64}, "sha256 mismatch"),
-        ({"format": "hf-clip"}, "not supported"),
+        ({"format": "open-clip"}, "not supported"),
+        ({"format": "hf-clip"}, "model_type None is not 'clip'"),
         ({"file": "../checkpoint.pt"}, "is not a name"),
         (
             {
@@ -102,7 +103,7 @@ def _with_entry(tmp_path: Path, **changes: object) -> Path:
             "does not fit",
         ),
     ],
-    ids=["none", "hash", "format", "path", "architecture"],
+    ids=["none", "hash", "format", "other-format", "path", "architecture"],
 )
 def test_a_bundle_that_cannot_be_retrained_says_why(
     tmp_path: Path, changes: dict, message: str

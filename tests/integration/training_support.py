@@ -55,10 +55,11 @@ def make_job(
     seed: int = 77,
     hyper: dict[str, str] | None = None,
     wrong_heldout: bool = False,
+    model: Path = DEMO,
 ) -> Path:
-    """The job folder. ``wrong_heldout``: the held-out examples are instead some training
-    queries answered by another kind's images, so the better the model learns what training
-    teaches, the worse the held-out loss."""
+    """The job folder, ``model`` the parent bundle. ``wrong_heldout``: the held-out examples
+    are instead some training queries answered by another kind's images, so the better the
+    model learns what training teaches, the worse the held-out loss."""
     pairs = generate(images, seed=seed)
     keys = [f"images/tiny/{i:03d} {s.colour} {s.shape}.jpg" for i, (_, s) in enumerate(pairs)]
     by_query: dict[str, dict[str, list[str]]] = {}
@@ -94,7 +95,7 @@ def make_job(
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=90)
         path.write_bytes(buffer.getvalue())
-    shutil.copytree(DEMO, data / "model")
+    shutil.copytree(model, data / "model")
     config = root / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
     values = {"name": "demo-clip", "version": "t1", "parent": "demo-clip@1", "threads": "1"}

@@ -7,22 +7,20 @@ downloads and verifies only ``files``, and no Lambda function ever needs the che
     "checkpoint": {"file": "checkpoint.pt", "format": "demo-clip", "sha256": "<hex>",
                    "architecture": {"dim": 64, "width": 128, "layers": 2, ...}}
 
-For the demo model the file is a torch ``state_dict`` of ``demo_clip.Clip``, loaded with
-``weights_only=True`` (no pickled code runs)::
+Two formats, each a ``Trainable``: ``demo-clip``, a torch ``state_dict`` of ``demo_clip.Clip``
+loaded with ``weights_only=True`` (no pickled code runs), and ``hf-clip``, the safetensors
+weights of a Hugging Face ``CLIPModel`` with its config as the architecture
+(``tools/export_clip.py`` writes it)::
 
-    from imgsearch_training.checkpoint import load_checkpoint, write_checkpoint
+    from imgsearch_training.checkpoint import load_checkpoint
 
-    entry = write_checkpoint(model, architecture, staging)    # writes staging/checkpoint.pt
+    trainable = load_checkpoint(Path("models/demo-clip"), manifest)  # sha256 checked first
+    entry = trainable.write_checkpoint(staging)                      # after training
     write_manifest(staging, {**fields, "checkpoint": entry})
-    model = load_checkpoint(Path("models/demo-clip"), manifest)  # sha256 checked first
-
-An exported Hugging Face CLIP would carry ``{"format": "hf-clip", ...}`` naming its
-``save_pretrained`` folder; the job does not retrain that format yet (``CheckpointError``).
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -30,34 +28,15 @@ import torch
 
 from imgsearch.model.bundle import ModelManifest, sha256_file
 from imgsearch_training.bundle import ToolError
-from imgsearch_training.demo_clip import Clip, DemoArchitecture, build_clip
+from imgsearch_training.demo_clip import DemoArchitecture, build_clip
+from imgsearch_training.hf_clip import HfClip
+from imgsearch_training.trainable import DemoClip, Trainable
 
-CHECKPOINT = "checkpoint.pt"
-DEMO_FORMAT = "demo-clip"
-HF_FORMAT = "hf-clip"
+FORMATS = (DemoClip.format, HfClip.format)
 
 
 class CheckpointError(ToolError):
     """The bundle cannot be retrained: no checkpoint, a wrong hash, an unknown format."""
-
-
-def write_checkpoint(model: Clip, architecture: DemoArchitecture, folder: Path) -> dict[str, Any]:
-    """Save ``model``'s state_dict as ``folder/checkpoint.pt``; returns the manifest entry."""
-    # Plain contiguous tensors, so the file's bytes depend on the weights alone (not on whether
-    # the convs were channels_last when saved); the same weights always hash the same.
-    state = {
-        name: tensor.detach().contiguous().clone() for name, tensor in model.state_dict().items()
-    }
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    path = folder / CHECKPOINT
-    path.write_bytes(buffer.getvalue())
-    return {
-        "file": CHECKPOINT,
-        "format": DEMO_FORMAT,
-        "sha256": sha256_file(path),
-        "architecture": architecture.to_dict(),
-    }
 
 
 def checkpoint_entry(manifest: ModelManifest) -> dict[str, Any]:
@@ -66,7 +45,8 @@ def checkpoint_entry(manifest: ModelManifest) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise CheckpointError(
             f"{manifest.model_id} has no checkpoint in model.json: it cannot be retrained "
-            "(tools/train_demo_clip.py and tools/demo_checkpoint.py write one)"
+            "(tools/train_demo_clip.py, tools/demo_checkpoint.py and tools/export_clip.py "
+            "write one)"
         )
     missing = [k for k in ("file", "format", "sha256") if not isinstance(entry.get(k), str)]
     if missing:
@@ -77,17 +57,19 @@ def checkpoint_entry(manifest: ModelManifest) -> dict[str, Any]:
         raise CheckpointError(
             f"{manifest.model_id}: checkpoint file {entry['file']!r} is not a name"
         )
+    if entry["format"] not in FORMATS:
+        raise CheckpointError(
+            f"{manifest.model_id}: checkpoint format {entry['format']!r} is not supported by "
+            f"this training job (supported: {', '.join(map(repr, FORMATS))})"
+        )
+    if not isinstance(entry.get("architecture"), dict):
+        raise CheckpointError(f"{manifest.model_id}: checkpoint entry lacks its architecture")
     return entry
 
 
-def load_checkpoint(root: Path, manifest: ModelManifest) -> tuple[Clip, DemoArchitecture]:
+def load_checkpoint(root: Path, manifest: ModelManifest) -> Trainable:
     """The model the bundle at ``root`` was exported from, its checkpoint's sha256 verified."""
     entry = checkpoint_entry(manifest)
-    if entry["format"] != DEMO_FORMAT:
-        raise CheckpointError(
-            f"{manifest.model_id}: checkpoint format {entry['format']!r} is not supported by "
-            f"this training job (supported: {DEMO_FORMAT!r})"
-        )
     path = root / entry["file"]
     if not path.is_file():
         raise CheckpointError(f"{path} not found (model.json declares it)")
@@ -97,13 +79,13 @@ def load_checkpoint(root: Path, manifest: ModelManifest) -> tuple[Clip, DemoArch
             f"{path}: sha256 mismatch: model.json says {entry['sha256']}, file has {actual}"
         )
     try:
+        if entry["format"] == HfClip.format:
+            return HfClip.load(path, entry["architecture"])
         architecture = DemoArchitecture.from_dict(entry["architecture"])
+        model = build_clip(architecture, manifest)
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{manifest.model_id}: bad checkpoint architecture: {exc}") from exc
-    model = build_clip(architecture, manifest)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    try:
-        model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
         raise CheckpointError(f"{path} does not fit its architecture: {exc}") from exc
-    return model, architecture
+    return DemoClip(model, architecture)

@@ -1,4 +1,8 @@
-"""The demo CLIP to ONNX, and the parity check of the exported bundle against torch.
+"""A CLIP's towers to ONNX, and the parity check of the exported bundle against torch.
+
+``model`` is anything with ``visual`` and ``textual`` modules: a demo ``Clip``, a
+``trainable.Trainable`` (the demo model or a Hugging Face one). The training job and the tools
+(``train_demo_clip.py``, ``demo_checkpoint.py``, ``export_clip.py``) all export and check here.
 
 Both towers are exported with the dynamo exporter (opset 18, dynamic batch axis, dynamic token
 axis for text); the check then loads the bundle through the real runtime and compares it with
@@ -8,7 +12,7 @@ torch on random pixels and on texts of many lengths, each alone in torch but pad
     from imgsearch.model import ClipModel
     from imgsearch_training.export import check_parity, export, tokenize
 
-    export(model, staging, manifest, tokenize(text_tokenizer, ["a red circle", "two stars"]))
+    export(model, staging, 64, 32, tokenize(text_tokenizer, ["a red circle", "two stars"]))
     write_manifest(staging, fields)
     figures = check_parity(model, ClipModel.load(staging, threads=2), tokenizer)
     # {"visual": {"min_cosine": 1.0, ...}, "textual_padded_batch": {...}}; ParityError if low
@@ -17,18 +21,25 @@ torch on random pixels and on texts of many lengths, each alone in torch but pad
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
+from torch import nn
 
 from imgsearch.model import ClipModel
-from imgsearch.model.bundle import TEXTUAL, VISUAL, ModelManifest
+from imgsearch.model.bundle import TEXTUAL, VISUAL
 from imgsearch.model.tokenizer import TextTokenizer
 from imgsearch_training.bundle import cosine_figures, random_pixels, random_texts, require_parity
-from imgsearch_training.demo_clip import Clip
 
 MIN_COSINE = 0.9999
 """The demo model's parity floor: fp32 torch against fp32 onnxruntime, no quantisation."""
+
+
+class Towers(Protocol):
+    visual: nn.Module
+    """Pixels to image embeddings."""
+    textual: nn.Module
+    """Token ids to text embeddings."""
 
 
 def tokenize(tokenizer: TextTokenizer, texts: list[str]) -> torch.Tensor:
@@ -37,20 +48,22 @@ def tokenize(tokenizer: TextTokenizer, texts: list[str]) -> torch.Tensor:
 
 
 def export(
-    model: Clip,
+    model: Towers,
     out: Path,
-    manifest: ModelManifest,
+    image_size: int,
+    context_length: int,
     example_tokens: torch.Tensor,
 ) -> None:
-    """Write both towers to ONNX: dynamic batch axis, and a dynamic token axis for text."""
-    model.eval()
-    size = manifest.image_size
+    """Write both towers to ONNX in ``out``: a dynamic batch axis, and a dynamic token axis for
+    text; the weights inside each file."""
+    model.visual.eval()
+    model.textual.eval()
     batch = torch.export.Dim("batch", min=1, max=4096)
-    tokens = torch.export.Dim("tokens", min=2, max=manifest.context_length)
+    tokens = torch.export.Dim("tokens", min=2, max=context_length)
     specs = [
         (
             model.visual,
-            torch.randn(2, 3, size, size),
+            torch.randn(2, 3, image_size, image_size),
             VISUAL,
             "pixel_values",
             "image_embeds",
@@ -74,16 +87,22 @@ def export(
 
 @torch.no_grad()
 def check_parity(
-    model: Clip, runtime: ClipModel, tokenizer: Any, min_cosine: float = MIN_COSINE
+    model: Towers,
+    runtime: ClipModel,
+    tokenizer: Any,
+    min_cosine: float = MIN_COSINE,
+    samples: int = 8,
 ) -> dict[str, Any]:
-    """The bundle through the real runtime vs torch: random images, and texts of many lengths
-    embedded one by one in torch but padded together (and truncated) by the runtime.
+    """The bundle through the real runtime vs torch: ``samples`` random images, and twice as
+    many texts of many lengths, embedded one by one in torch but padded together (and
+    truncated) by the runtime.
 
     ``tokenizer`` is the bundle's ``tokenizers.Tokenizer`` (its vocabulary makes the texts).
     Raises ``ParityError`` when any row's cosine is below ``min_cosine``."""
-    model.eval()
-    pixels = random_pixels(8, runtime.manifest.image_size)
-    texts = random_texts(tokenizer, 16, runtime.manifest.context_length)
+    model.visual.eval()
+    model.textual.eval()
+    pixels = random_pixels(samples, runtime.manifest.image_size)
+    texts = random_texts(tokenizer, 2 * samples, runtime.manifest.context_length)
     alone = torch.cat([model.textual(tokenize(runtime.tokenizer, [text])) for text in texts])
     figures = {
         "visual": cosine_figures(

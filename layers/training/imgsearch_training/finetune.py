@@ -1,4 +1,7 @@
-"""Fine-tune a demo CLIP on judged (query, image) pairs with a contrastive loss.
+"""Fine-tune a CLIP on judged (query, image) pairs with a contrastive loss.
+
+The model is a ``trainable.Trainable``: the demo CLIP or a Hugging Face ``CLIPModel``; the
+figures below are the demo model's.
 
 Each training item is one positive pair (a query and an image that answers it) with up to
 ``negatives`` of the query's hard negatives: images it was shown but never clicked, or judged
@@ -35,6 +38,7 @@ the best epoch's, then interpolates::
 
     from imgsearch_training.finetune import Settings, finetune
 
+    model = load_checkpoint(bundle.root, bundle.manifest)
     result = finetune(model, pairs, tokenizer, Settings(seed=1, epochs=8), probes=texts)
     result.status, result.best_epoch, result.history[-1]   # the model holds the kept weights
 """
@@ -57,7 +61,7 @@ from torch import nn
 
 from imgsearch.model.tokenizer import TextTokenizer
 from imgsearch_training.data import Pairs, Query
-from imgsearch_training.demo_clip import Clip
+from imgsearch_training.trainable import Trainable
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +86,8 @@ class Settings:
     anchor: float = 0.5
     """Weight of the anchor to the parent's embeddings (0: none)."""
     frozen_stages: int = 2
-    """Image-tower stages kept as the parent's (their outputs are computed once per image)."""
+    """Image-tower stages kept as the parent's (their outputs are computed once per image): the
+    demo CNN's stride-2 stages (of 4), a vision transformer's encoder layers."""
     warmup_epochs: float = 1.0
     """The learning rate rises linearly from 0 over this many epochs' steps."""
     text_blocks: bool = True
@@ -187,21 +192,17 @@ class Trainer:
 
     def __init__(
         self,
-        model: Clip,
+        model: Trainable,
         pairs: Pairs,
         tokenizer: TextTokenizer,
         settings: Settings,
         probes: list[str],
     ) -> None:
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
-        visual = model.visual
-        # The first stages already tell backgrounds apart (a linear probe of their pooled
-        # features reads the background 97-99 % right, the last stage's 30 %): they stay as
-        # they are, so their outputs are computed once per image and never back-propagated.
-        self.split = visual.stage_start(settings.frozen_stages)
-        self.stem = visual.features[: self.split]
-        self.head = visual.features[self.split :]
-        self.stem.requires_grad_(False)
+        # The first stages already tell backgrounds apart (a linear probe of the demo model's
+        # pooled features reads the background 97-99 % right, the last stage's 30 %): they
+        # stay as they are, so their outputs are computed once per image, never back-propagated.
+        self.split = model.split_visual(settings.frozen_stages)
         self.probe_tokens = torch.from_numpy(tokenizer(probes)) if probes else None
         # The parent's temperature, fixed: a learnable one drifts on a few hundred pairs.
         self.scale = (
@@ -211,24 +212,22 @@ class Trainer:
         )
         pixels = torch.from_numpy(pairs.pixels)
         with torch.no_grad():
-            model.eval()
-            self.stems = torch.cat([self.stem(visual.inputs(c)) for c in pixels.split(256)])
-            self.parent_images = visual.pool(self.head(self.stems))
+            model.module.eval()
+            self.stems = torch.cat([self.split.stem(chunk) for chunk in pixels.split(256)])
+            self.parent_images = self.split.head(self.stems)
             self.parent_probes = (
                 model.textual(self.probe_tokens) if self.probe_tokens is not None else None
             )
 
     def trainable(self) -> list[nn.Parameter]:
         """Every parameter but the frozen stages' and the temperature."""
-        frozen = {id(p) for p in self.stem.parameters()} | {id(self.model.logit_scale)}
+        frozen = {id(p) for p in self.split.frozen} | {id(self.model.logit_scale)}
         if not self.settings.text_blocks:
-            frozen |= {id(p) for p in self.model.textual.blocks.parameters()}
-        return [p for p in self.model.parameters() if id(p) not in frozen]
+            frozen |= {id(p) for p in self.model.text_blocks.parameters()}
+        return [p for p in self.model.module.parameters() if id(p) not in frozen]
 
     def encode_images(self, rows: torch.Tensor) -> torch.Tensor:
-        return torch.cat(
-            [self.model.visual.pool(self.head(self.stems[chunk])) for chunk in rows.split(256)]
-        )
+        return torch.cat([self.split.head(self.stems[chunk]) for chunk in rows.split(256)])
 
     def encode_texts(self, queries: list[Query]) -> torch.Tensor:
         return self.model.textual(torch.from_numpy(self.tokenizer([q.text for q in queries])))
@@ -284,7 +283,7 @@ def retrieval_loss(trainer: Trainer, queries: list[Query]) -> float:
     that epochs compare exactly."""
     if not queries:
         return math.nan
-    trainer.model.eval()
+    trainer.model.module.eval()
     images = F.normalize(trainer.encode_images(torch.arange(len(trainer.stems))), dim=-1)
     texts = F.normalize(trainer.encode_texts(queries), dim=-1)
     log_p = (trainer.scale * texts @ images.T).log_softmax(dim=1)
@@ -305,7 +304,7 @@ def interpolate(
 
 
 def finetune(
-    model: Clip,
+    model: Trainable,
     pairs: Pairs,
     tokenizer: TextTokenizer,
     settings: Settings,
@@ -344,14 +343,14 @@ def finetune(
             optimiser, lambda step: min(1.0, (step + 1) / warmup)
         )
         rng = np.random.default_rng(settings.seed)
-        best_state, best_epoch, best_loss = copy.deepcopy(model.state_dict()), 0, math.inf
+        best_state, best_epoch, best_loss = copy.deepcopy(model.module.state_dict()), 0, math.inf
         parent_state = best_state
         stopped: Stopped = "epochs"
         status: Status = "trained"
         reason = ""
         for epoch in range(1, settings.epochs + 1):
-            model.train()
-            freeze_batch_norm(model)
+            model.module.train()
+            freeze_batch_norm(model.module)
             losses, anchors, encoded = [], [], 0
             for step, batch in enumerate(batches(pairs.train, settings, rng)):
                 loss, anchor = trainer.losses(batch)
@@ -398,7 +397,7 @@ def finetune(
                 break
             # Without held-out queries there is nothing to stop on: the last epoch is the best.
             if not pairs.heldout or heldout < best_loss:
-                best_state, best_epoch = copy.deepcopy(model.state_dict()), epoch
+                best_state, best_epoch = copy.deepcopy(model.module.state_dict()), epoch
                 best_loss = heldout
             if stopped == "max-seconds":
                 break
@@ -426,8 +425,7 @@ def finetune(
             )
         if settings.interpolate != 1.0:  # 1: the best epoch's weights bit for bit
             best_state = interpolate(parent_state, best_state, settings.interpolate)
-        model.load_state_dict(best_state)
-        trainer.stem.requires_grad_(True)
+        model.module.load_state_dict(best_state)
     return Result(
         status=status,
         reason=reason,

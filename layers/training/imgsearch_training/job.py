@@ -6,7 +6,7 @@ and the tests pass a folder of their own and call ``run`` in-process)::
     input/config/hyperparameters.json   every value a string: name, version, parent, seed, ...
     input/data/dataset/                 manifest.json, train.jsonl, heldout.jsonl
     input/data/images/<key>             every image the examples name, at its S3 key
-    input/data/model/                   the parent bundle, checkpoint.pt included
+    input/data/model/                   the parent bundle, its checkpoint included
     model/                              the new bundle (only when trained) and training.json
     output/failure                      why the job failed (unexpected errors only)
 
@@ -43,18 +43,28 @@ from imgsearch.model import Bundle, ClipModel, open_bundle
 from imgsearch.model.bundle import TOKENIZER, ModelManifest
 from imgsearch.model.tokenizer import TextTokenizer
 from imgsearch_training.bundle import ParityError, write_manifest
-from imgsearch_training.checkpoint import load_checkpoint, write_checkpoint
+from imgsearch_training.checkpoint import load_checkpoint
 from imgsearch_training.data import Pairs, load_pairs, read_dataset
-from imgsearch_training.demo_clip import Clip, DemoArchitecture
-from imgsearch_training.export import MIN_COSINE, check_parity, export, tokenize
+from imgsearch_training.export import check_parity, export, tokenize
 from imgsearch_training.finetune import Result, Settings, deterministic, finetune
+from imgsearch_training.trainable import Trainable
 
 logger = logging.getLogger("imgsearch_training")
 
 DEFAULT_ROOT = Path("/opt/ml")
 TRAINING_FILE = "training.json"
-PARENT_ONLY = ("training", "parity", "eval", "checkpoint", "export", "dataset", "parent")
-"""Manifest fields that describe the parent's own making, not the candidate's."""
+PARENT_ONLY = (
+    "training",
+    "parity",
+    "eval",
+    "checkpoint",
+    "export",
+    "quantization",
+    "dataset",
+    "parent",
+)
+"""Manifest fields that describe the parent's own making, not the candidate's (an int8
+parent's candidate is fp32: the job trains and exports its checkpoint's weights)."""
 
 
 @dataclass(frozen=True)
@@ -83,8 +93,9 @@ class Hyperparameters:
     threads: int = 0
     """Torch threads; 0: the machine's cores, at most 2 (the demo model gains nothing more)."""
     divergence_factor: float = Settings.divergence_factor
-    min_cosine: float = MIN_COSINE
-    """The parity check's floor (torch against the exported bundle through the runtime)."""
+    min_cosine: float = 0.0
+    """The parity check's floor (torch against the exported bundle through the runtime); 0: the
+    checkpoint format's own (demo-clip 0.9999, hf-clip 0.999)."""
 
     @classmethod
     def from_strings(cls, values: dict[str, Any]) -> Hyperparameters:
@@ -180,9 +191,12 @@ def candidate_fields(
     return data
 
 
-def training_figures(result: Result, pairs: Pairs, settings: Settings) -> dict[str, Any]:
+def training_figures(
+    result: Result, pairs: Pairs, settings: Settings, model: Trainable
+) -> dict[str, Any]:
     trained_pairs = sum(len(q.positives) for q in pairs.train) * max(result.epochs_run, 1)
     return {
+        "format": model.format,
         "settings": asdict(settings),
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
@@ -195,8 +209,7 @@ def training_figures(result: Result, pairs: Pairs, settings: Settings) -> dict[s
 
 
 def write_bundle(
-    model: Clip,
-    architecture: DemoArchitecture,
+    model: Trainable,
     fields_: dict[str, Any],
     parent: Bundle,
     out: Path,
@@ -217,8 +230,8 @@ def write_bundle(
         example = tokenize(
             text_tokenizer, ["a red circle", "two small blue stars on a grey background"]
         )
-        export(model, staging, parent.manifest, example)
-        fields_["checkpoint"] = write_checkpoint(model, architecture, staging)
+        export(model, staging, parent.manifest.image_size, parent.manifest.context_length, example)
+        fields_["checkpoint"] = model.write_checkpoint(staging)
         write_manifest(staging, fields_)
         runtime = ClipModel.load(staging, threads=torch.get_num_threads())
         parity = check_parity(
@@ -243,7 +256,7 @@ def train(paths: Paths) -> dict[str, Any]:
         raise ValueError(
             f"the model channel holds {parent.manifest.model_id}, not the parent {hyper.parent}"
         )
-    model, architecture = load_checkpoint(parent.root, parent.manifest)
+    model = load_checkpoint(parent.root, parent.manifest)
     dataset = read_dataset(paths.channel("dataset"))
     pairs = load_pairs(dataset, paths.channel("images"), parent.manifest)
     logger.info(
@@ -260,7 +273,7 @@ def train(paths: Paths) -> dict[str, Any]:
         settings,
         probes=probe_texts(tokenizer, hyper.probes, hyper.seed),
     )
-    figures = training_figures(result, pairs, settings)
+    figures = training_figures(result, pairs, settings, model)
     report: dict[str, Any] = {
         "status": result.status,
         "reason": result.reason,
@@ -284,7 +297,7 @@ def train(paths: Paths) -> dict[str, Any]:
         with deterministic(settings.threads):
             try:
                 manifest, parity = write_bundle(
-                    model, architecture, fields_, parent, paths.model, hyper.min_cosine
+                    model, fields_, parent, paths.model, hyper.min_cosine or model.min_cosine
                 )
                 report["parity"] = parity
                 report["model"] = manifest.model_id
