@@ -76,7 +76,7 @@ from imgsearch_devkit.local.lambda_dispatch import (  # noqa: E402
     BACKFILL_HANDLERS,
     PIPELINE_HANDLERS,
     ROLLOUT_HANDLERS,
-    create_state_machine,
+    create_rollout_machines,
     install_lambda_dispatch,
     pipeline_routes,
 )
@@ -212,21 +212,9 @@ def world(tmp: Path, args: argparse.Namespace) -> Iterator[World]:
             sfn, lambda_, iam = (
                 boto3.client(n, region_name=REGION) for n in ("stepfunctions", "lambda", "iam")
             )
-            machines = {}
-            machines["index"] = create_state_machine(
-                sfn, lambda_, iam, MACHINES / "index_pipeline.asl.json",
-                {"AlertsTopicArn": topic}, name="index",
-            )  # fmt: skip
-            machines["backfill"] = create_state_machine(
-                sfn, lambda_, iam, MACHINES / "backfill.asl.json",
-                {"ServiceBucket": BUCKET, "BackfillPrefix": settings.backfill.prefix},
-                name="backfill",
-            )  # fmt: skip
-            machines["rollout"] = create_state_machine(
-                sfn, lambda_, iam, MACHINES / "model_rollout.asl.json",
-                {"BackfillStateMachineArn": machines["backfill"],
-                 "IndexPipelineArn": machines["index"]}, name="rollout",
-            )  # fmt: skip
+            machines = create_rollout_machines(
+                sfn, lambda_, iam, MACHINES, topic, BUCKET, settings.backfill.prefix
+            )
             import query.app as query_app
 
             built = query_app.build(settings, Clients.for_settings(settings))

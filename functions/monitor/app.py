@@ -12,14 +12,13 @@ Logic lives in ``imgsearch.monitor``.
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imgsearch.core.aws import Clients
-from imgsearch.core.clock import ISO_FORMAT
+from imgsearch.core.clock import parse_iso
 from imgsearch.core.config import Settings
 from imgsearch.core.entry import Function, Handler, lambda_entry
 from imgsearch.monitor.run import metric_values, run_monitor, write_report
@@ -36,8 +35,7 @@ def build(settings: Settings, clients: Clients | None = None) -> Handler:
 
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         event = event or {}
-        raw = event.get("now")
-        now = datetime.strptime(raw, ISO_FORMAT).replace(tzinfo=UTC) if raw else None
+        now = parse_iso(event["now"]) if event.get("now") else None
         window = event.get("window_minutes")
         measured = settings
         if window:  # a manual run of another window (imgsearch monitor run --window-minutes)

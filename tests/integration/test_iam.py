@@ -588,6 +588,12 @@ S3_GRANTS: dict[str, dict[str, set[str]]] = {
             "retrain/run.json",
         },
     },
+    "ModelCleanupFunction": {
+        "s3:GetObject": {"models/*", "indexes/*"},
+        "s3:PutObject": {"models/*/record.json"},
+        "s3:DeleteObject": {"indexes/*"},
+        "s3:ListBucket": {"models/*", "indexes/*"},
+    },
     "RetrainFunction": {
         "s3:GetObject": {
             "usage/*",

@@ -5,11 +5,9 @@ candidate is rejected by the gates; a rollback brings A back in one write."""
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import embed.app as embed_app
+import model_cleanup.app as model_cleanup
 import pytest
 import query.app as query_app
 from imgsearch_devkit.demo.scenes import KINDS, generate
@@ -26,79 +24,38 @@ from imgsearch_devkit.local.lambda_dispatch import (
     BACKFILL_HANDLERS,
     PIPELINE_HANDLERS,
     ROLLOUT_HANDLERS,
-    create_state_machine,
-    install_lambda_dispatch,
-    pipeline_routes,
 )
-from imgsearch_devkit.local.moto_fixes import nested_executions
 from imgsearch_devkit.ops.registry import register_model
 from imgsearch_devkit.target import Target
 from ingest_support import REGION, LambdaContext, Uploader, bundle_uri, image_bytes, sqs_event
-from moto import mock_aws
 from query_support import QueryHandler, get, query_load
 from tiny_bundle import make_tiny_bundle
+from workflow_support import Workflows, jpeg, seed_index, workflows
 
 from imgsearch.catalog.current import read_current
 from imgsearch.catalog.registry import require_record
 from imgsearch.catalog.report import read_report
 from imgsearch.catalog.rollout import read_rollout
-from imgsearch.core.aws import Clients
-from imgsearch.core.config import Settings
+from imgsearch.core.clock import ISO_FORMAT
 from imgsearch.pipeline.rollback import RollbackError
 from imgsearch.rollout.cleanup import cleanup_models
 from imgsearch.rollout.steps import rollback_model
-from imgsearch.store import EmbeddingStore, table_definition
+from imgsearch.store import EmbeddingStore
 
-ROOT = Path(__file__).resolve().parents[2]
 BUCKET, TABLE = "imgsearch-rollout", "imgsearch-rollout-embeddings"
 PER_KIND = 3
 KIND_NAMES = [f"{colour} {shape}" for colour, shape in KINDS[:6]]
 
 
-def jpeg(image: Any) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
 @dataclass
-class World:
-    s3: Any
-    sfn: Any
-    sqs: Any
+class World(Workflows):
     store: EmbeddingStore
-    settings: Settings
-    machines: dict[str, str]
     embed: Any
     query: QueryHandler
     uploader: Uploader
-    alerts_queue: str
-
-    def run(self, machine: str, payload: dict[str, Any], timeout: float = 300) -> dict[str, Any]:
-        arn = self.start(machine, payload)
-        deadline = time.monotonic() + timeout
-        while (described := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-            assert time.monotonic() < deadline, f"{machine} still running"
-            time.sleep(0.1)
-        return described
-
-    def start(self, machine: str, payload: dict[str, Any]) -> str:
-        return self.sfn.start_execution(
-            stateMachineArn=self.machines[machine],
-            name=f"{machine}-{uuid.uuid4().hex[:8]}",
-            input=json.dumps(payload),
-        )["executionArn"]
 
     def event(self, *bodies: dict[str, Any]) -> None:
         assert self.embed(sqs_event(*bodies), LambdaContext()) == {"batchItemFailures": []}
-
-    def serving(self) -> str:
-        current = read_current(self.s3, BUCKET)
-        return current.model if current else ""
-
-    def alerts(self) -> list[dict[str, Any]]:
-        messages = self.sqs.receive_message(QueueUrl=self.alerts_queue, MaxNumberOfMessages=10)
-        return [json.loads(m["Body"]) for m in messages.get("Messages", [])]
 
 
 def candidate_bundle(folder: Path, version: str) -> Path:
@@ -111,66 +68,16 @@ def candidate_bundle(folder: Path, version: str) -> Path:
 
 @contextmanager
 def world(tmp_path: Path) -> Iterator[World]:
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        dynamodb = boto3.client("dynamodb", region_name=REGION)
-        dynamodb.create_table(**table_definition(TABLE))
-        sns, sqs = (boto3.client(n, region_name=REGION) for n in ("sns", "sqs"))
-        topic = sns.create_topic(Name="alerts")["TopicArn"]
-        alerts = sqs.create_queue(QueueName="alerts")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=alerts, AttributeNames=["QueueArn"])
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn["Attributes"]["QueueArn"])
-        settings = Settings.from_env(
-            {
-                "AWS_REGION": REGION,
-                "IMGSEARCH_BUCKET": BUCKET,
-                "IMGSEARCH_TABLE": TABLE,
-                "IMGSEARCH_ALERTS_TOPIC_ARN": topic,
-                "IMGSEARCH_MODEL_URI": bundle_uri(),
-                "IMGSEARCH_MODEL_CACHE_DIR": str(tmp_path / "models"),
-                "IMGSEARCH_INDEX_CACHE_DIR": str(tmp_path / "indexes"),
-                "IMGSEARCH_THREADS": "1",
-                "IMGSEARCH_GATE_SAMPLE_QUERIES": "40",
-                "IMGSEARCH_WRITE_MODELS_SECONDS": "0.3",
-                "IMGSEARCH_INDEX_REFRESH_SECONDS": "1",
-                "IMGSEARCH_DELETED_REFRESH_SECONDS": "0",
-            }
+    handlers = {**PIPELINE_HANDLERS, **BACKFILL_HANDLERS, **ROLLOUT_HANDLERS}
+    with workflows(tmp_path, BUCKET, TABLE, handlers) as stack:
+        built = query_app.build(stack.settings, stack.clients)
+        yield World(
+            **vars(stack),
+            store=EmbeddingStore(TABLE, stack.dynamodb),
+            embed=embed_app.build(stack.settings, stack.clients),
+            query=QueryHandler(built, built.api.service),  # type: ignore[attr-defined]
+            uploader=Uploader(stack.s3, BUCKET),
         )
-        clients = Clients.for_settings(settings)
-        handlers = {**PIPELINE_HANDLERS, **BACKFILL_HANDLERS, **ROLLOUT_HANDLERS}
-        routes = pipeline_routes(settings, clients, handlers=handlers)
-        with nested_executions(), install_lambda_dispatch(routes):
-            sfn, lambda_, iam = (
-                boto3.client(n, region_name=REGION) for n in ("stepfunctions", "lambda", "iam")
-            )
-            machines = {}
-            machines["index"] = create_state_machine(
-                sfn, lambda_, iam, ROOT / "statemachine/index_pipeline.asl.json",
-                {"AlertsTopicArn": topic}, name="index",
-            )  # fmt: skip
-            machines["backfill"] = create_state_machine(
-                sfn, lambda_, iam, ROOT / "statemachine/backfill.asl.json",
-                {"ServiceBucket": BUCKET, "BackfillPrefix": "backfill/"}, name="backfill",
-            )  # fmt: skip
-            machines["rollout"] = create_state_machine(
-                sfn, lambda_, iam, ROOT / "statemachine/model_rollout.asl.json",
-                {"BackfillStateMachineArn": machines["backfill"],
-                 "IndexPipelineArn": machines["index"]}, name="rollout",
-            )  # fmt: skip
-            built = query_app.build(settings, clients)
-            yield World(
-                s3=s3,
-                sfn=sfn,
-                sqs=sqs,
-                store=EmbeddingStore(TABLE, dynamodb),
-                settings=settings,
-                machines=machines,
-                embed=embed_app.build(settings, clients),
-                query=QueryHandler(built, built.api.service),  # type: ignore[attr-defined]
-                uploader=Uploader(s3, BUCKET),
-                alerts_queue=alerts,
-            )
 
 
 def seed(w: World) -> dict[str, list[str]]:
@@ -185,8 +92,7 @@ def seed(w: World) -> dict[str, list[str]]:
             by_kind[kind].append(key)
     lines = [json.dumps({"query": kind, "relevant": keys}) for kind, keys in by_kind.items()]
     w.s3.put_object(Bucket=BUCKET, Key="eval/golden.jsonl", Body="\n".join(lines).encode())
-    assert w.run("backfill", {})["status"] == "SUCCEEDED"
-    assert w.run("index", {})["status"] == "SUCCEEDED"
+    seed_index(w)
     return by_kind
 
 
@@ -256,17 +162,22 @@ def test_a_rollout_swaps_model_and_index_with_no_failed_query_and_rolls_back(
         assert (answer["model"], answer["index_version"]) == (champion, back.version)
         assert require_record(w.s3, BUCKET, candidate).state == "archived"
 
-        # Within its retention nothing of B goes; past it, its items and index versions do.
+        # Within its retention nothing of B goes; past it, its items and index versions do (the
+        # daily cleanup function, as its schedule and a dry run by hand invoke it).
         store = w.store
-        assert cleanup_models(w.settings, w.s3, store) == []
+        cleanup = model_cleanup.build(w.settings, w.clients)
+        assert cleanup({"trigger": "schedule"}, LambdaContext())["models"] == []
         later = datetime.now(UTC) + timedelta(days=w.settings.rollout.retention_days + 1)
-        planned = {r.model: r for r in cleanup_models(w.settings, w.s3, store, later, dry_run=True)}
-        assert set(planned) == {candidate, "tiny@1"} and planned[candidate].items == 0
-        removed = {r.model: r for r in cleanup_models(w.settings, w.s3, store, later)}
-        assert removed[candidate].items >= 17 and removed[candidate].bytes > 0
-        assert removed[candidate].versions and removed["tiny@1"].items > 0
+        at = later.strftime(ISO_FORMAT)
+        dry = cleanup({"now": at, "dry_run": True}, LambdaContext())
+        planned = {r["model"]: r for r in dry["models"]}
+        assert set(planned) == {candidate, "tiny@1"} and planned[candidate]["items"] == 0
+        removed = {r["model"]: r for r in cleanup({"now": at}, LambdaContext())["models"]}
+        assert removed[candidate]["items"] >= 17 and removed[candidate]["bytes"] > 0
+        assert removed[candidate]["versions"] and removed["tiny@1"]["items"] > 0
         assert not list(store.scan_pages(candidate, status=None))
-        assert require_record(w.s3, BUCKET, candidate).cleaned["items"] == removed[candidate].items
+        cleaned = require_record(w.s3, BUCKET, candidate).cleaned
+        assert cleaned["items"] == removed[candidate]["items"]
         assert w.serving() == champion  # the serving model is never touched
         with pytest.raises(RollbackError, match="no published, validated index of demo-clip@2"):
             rollback_model(w.settings, w.s3, to=candidate)

@@ -11,10 +11,8 @@ The same run on shuffled clicks gives a candidate the gate rejects, and nothing 
 
 from __future__ import annotations
 
-import io
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,18 +31,14 @@ from imgsearch_devkit.local.lambda_dispatch import (
     PIPELINE_HANDLERS,
     RETRAIN_HANDLERS,
     ROLLOUT_HANDLERS,
-    create_state_machine,
-    install_lambda_dispatch,
-    pipeline_routes,
 )
-from imgsearch_devkit.local.moto_fixes import nested_executions
 from imgsearch_devkit.local.training_jobs import training_jobs
-from ingest_support import REGION, bundle_uri
+from ingest_support import REGION
 from moto import mock_aws
 from query_support import QueryHandler, get, http_event, invoke
 from usage_support import feedback_event, usage_log
+from workflow_support import Workflows, jpeg, seed_index, workflows
 
-from imgsearch.catalog.current import read_current
 from imgsearch.catalog.registry import bundle_uri as registry_uri
 from imgsearch.catalog.registry import read_record
 from imgsearch.catalog.retraining import (
@@ -54,16 +48,13 @@ from imgsearch.catalog.retraining import (
     read_lock,
     take_lock,
 )
-from imgsearch.core.aws import Clients
 from imgsearch.core.config import Settings
 from imgsearch.eval.metrics import score_rankings
 from imgsearch.model import ClipModel
 from imgsearch.model.batch import embed_images
 from imgsearch.monitor.triggers import new_data_tally, start_if_due
 from imgsearch.retrain.dataset import is_heldout
-from imgsearch.store import table_definition
 
-ROOT = Path(__file__).resolve().parents[2]
 BUCKET, TABLE = "imgsearch-retrain", "imgsearch-retrain-embeddings"
 CORPUS = 800
 """Twenty images of each colour x shape kind: about 5 per kind and background. With 400 the
@@ -73,40 +64,11 @@ HYPERPARAMETERS = {"seed": "1", "threads": "1"}
 oversubscribe two cores (measured: 3x slower)."""
 
 
-def jpeg(image: Any) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
 @dataclass
-class World:
-    s3: Any
-    sfn: Any
-    sqs: Any
-    settings: Settings
-    machines: dict[str, str]
+class World(Workflows):
     query: QueryHandler
-    alerts_queue: str
     scenes: dict[str, Scene]
     flush: Any
-
-    def start(self, machine: str, payload: dict[str, Any]) -> str:
-        return self.sfn.start_execution(
-            stateMachineArn=self.machines[machine],
-            name=f"{machine}-{uuid.uuid4().hex[:8]}",
-            input=json.dumps(payload),
-        )["executionArn"]
-
-    def wait(self, arn: str, timeout: float = 600) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while (described := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-            assert time.monotonic() < deadline, f"{arn} still running"
-            time.sleep(0.2)
-        return described
-
-    def run(self, machine: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return self.wait(self.start(machine, payload))
 
     def why(self, run: dict[str, Any]) -> str:
         """What a failed run's report says, for an assertion's message."""
@@ -117,97 +79,30 @@ class World:
             report = None
         return f"{run.get('error')}: {run.get('cause')}; report: {report}"
 
-    def serving(self) -> str:
-        current = read_current(self.s3, BUCKET)
-        return current.model if current else ""
-
-    def alerts(self) -> list[dict[str, Any]]:
-        messages = self.sqs.receive_message(QueueUrl=self.alerts_queue, MaxNumberOfMessages=10)
-        return [json.loads(m["Body"]) for m in messages.get("Messages", [])]
-
     def read_json(self, key: str) -> Any:
         return json.loads(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
 @contextmanager
 def world(tmp_path: Path) -> Iterator[World]:
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        boto3.client("dynamodb", region_name=REGION).create_table(**table_definition(TABLE))
-        sns, sqs = (boto3.client(n, region_name=REGION) for n in ("sns", "sqs"))
-        topic = sns.create_topic(Name="alerts")["TopicArn"]
-        alerts = sqs.create_queue(QueueName="alerts")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=alerts, AttributeNames=["QueueArn"])
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn["Attributes"]["QueueArn"])
-        settings = Settings.from_env(
-            {
-                "AWS_REGION": REGION,
-                "IMGSEARCH_BUCKET": BUCKET,
-                "IMGSEARCH_TABLE": TABLE,
-                "IMGSEARCH_ALERTS_TOPIC_ARN": topic,
-                "IMGSEARCH_MODEL_URI": bundle_uri(),
-                "IMGSEARCH_MODEL_CACHE_DIR": str(tmp_path / "models"),
-                "IMGSEARCH_INDEX_CACHE_DIR": str(tmp_path / "indexes"),
-                "IMGSEARCH_THREADS": "1",
-                "IMGSEARCH_GATE_SAMPLE_QUERIES": "40",
-                "IMGSEARCH_WRITE_MODELS_SECONDS": "0.3",
-                "IMGSEARCH_INDEX_REFRESH_SECONDS": "1",
-                "IMGSEARCH_DELETED_REFRESH_SECONDS": "0",
-                "IMGSEARCH_TRAINING_IMAGE_URI": "local",
-                "IMGSEARCH_RETRAIN_MIN_NEW_JUDGMENTS": "50",
-                "IMGSEARCH_RETRAIN_HYPERPARAMETERS": json.dumps(HYPERPARAMETERS),
-            }
+    handlers = {**PIPELINE_HANDLERS, **BACKFILL_HANDLERS, **ROLLOUT_HANDLERS, **RETRAIN_HANDLERS}
+    env = {
+        "IMGSEARCH_TRAINING_IMAGE_URI": "local",
+        "IMGSEARCH_RETRAIN_MIN_NEW_JUDGMENTS": "50",
+        "IMGSEARCH_RETRAIN_HYPERPARAMETERS": json.dumps(HYPERPARAMETERS),
+    }
+    with (
+        workflows(tmp_path, BUCKET, TABLE, handlers, env, retrain=True) as stack,
+        usage_log(BUCKET) as stream,
+        training_jobs(lambda: boto3.client("s3", region_name=REGION)),
+    ):
+        built = query_app.build(stack.settings, stack.clients)
+        yield World(
+            **vars(stack),
+            query=QueryHandler(built, built.api.service),  # type: ignore[attr-defined]
+            scenes={},
+            flush=stream.flush,
         )
-        clients = Clients.for_settings(settings)
-        handlers = {
-            **PIPELINE_HANDLERS,
-            **BACKFILL_HANDLERS,
-            **ROLLOUT_HANDLERS,
-            **RETRAIN_HANDLERS,
-        }
-        routes = pipeline_routes(settings, clients, handlers=handlers)
-        with (
-            usage_log(BUCKET) as stream,
-            nested_executions(),
-            install_lambda_dispatch(routes),
-            training_jobs(lambda: boto3.client("s3", region_name=REGION)),
-        ):
-            sfn, lambda_, iam = (
-                boto3.client(n, region_name=REGION) for n in ("stepfunctions", "lambda", "iam")
-            )
-            machines = {}
-            machines["index"] = create_state_machine(
-                sfn, lambda_, iam, ROOT / "statemachine/index_pipeline.asl.json",
-                {"AlertsTopicArn": topic}, name="index",
-            )  # fmt: skip
-            machines["backfill"] = create_state_machine(
-                sfn, lambda_, iam, ROOT / "statemachine/backfill.asl.json",
-                {"ServiceBucket": BUCKET, "BackfillPrefix": "backfill/"}, name="backfill",
-            )  # fmt: skip
-            machines["rollout"] = create_state_machine(
-                sfn, lambda_, iam, ROOT / "statemachine/model_rollout.asl.json",
-                {"BackfillStateMachineArn": machines["backfill"],
-                 "IndexPipelineArn": machines["index"]}, name="rollout",
-            )  # fmt: skip
-            machines["retrain"] = create_state_machine(
-                sfn, lambda_, iam, ROOT / "statemachine/retrain.asl.json",
-                {"TrainingImageUri": "local", "TrainingInstanceType": "ml.m5.large",
-                 "TrainingRoleArn": "arn:aws:iam::123456789012:role/training",
-                 "ModelRolloutStateMachineArn": machines["rollout"]}, name="retrain",
-            )  # fmt: skip
-            built = query_app.build(settings, clients)
-            yield World(
-                s3=s3,
-                sfn=sfn,
-                sqs=sqs,
-                settings=settings,
-                machines=machines,
-                query=QueryHandler(built, built.api.service),  # type: ignore[attr-defined]
-                alerts_queue=alerts,
-                scenes={},
-                flush=stream.flush,
-            )
 
 
 def seed(w: World) -> None:
@@ -222,8 +117,7 @@ def seed(w: World) -> None:
         for q in kind_queries()
     ]
     w.s3.put_object(Bucket=BUCKET, Key="eval/golden.jsonl", Body="\n".join(lines).encode())
-    assert w.run("backfill", {})["status"] == "SUCCEEDED"
-    assert w.run("index", {})["status"] == "SUCCEEDED"
+    seed_index(w)
     w.query.service.refresh_now()
 
 

@@ -2,7 +2,8 @@
 
 ::
 
-    now_iso()                      # "2025-01-01T00:00:00.000000Z"
+    now_iso()                                  # "2025-01-01T00:00:00.000000Z"
+    parse_iso("2025-01-01T00:00:00.000000Z")   # an aware datetime, UTC
 """
 
 from __future__ import annotations
@@ -14,3 +15,14 @@ ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime(ISO_FORMAT)
+
+
+def parse_iso(text: str) -> datetime:
+    """A timestamp as ``now_iso`` writes it, as an aware UTC datetime; ``ValueError`` naming
+    the expected shape otherwise."""
+    try:
+        return datetime.strptime(text, ISO_FORMAT).replace(tzinfo=UTC)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{text!r} is not a UTC timestamp like 2025-01-01T00:00:00.000000Z"
+        ) from exc

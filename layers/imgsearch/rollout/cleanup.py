@@ -41,6 +41,17 @@ class Removed:
     """Vector bytes of the items and the bytes of the index versions' files."""
     versions: tuple[str, ...] = ()
 
+    def dump(self) -> dict[str, Any]:
+        """The JSON shape ``imgsearch model cleanup --json`` prints and the function returns."""
+        return {
+            "model": self.model,
+            "state": self.state,
+            "since": self.since,
+            "items": self.items,
+            "bytes": self.bytes,
+            "versions": list(self.versions),
+        }
+
 
 def due(record: ModelRecord, retention: timedelta, now: datetime) -> bool:
     if record.state not in CLEANABLE or record.cleaned or not record.history:

@@ -244,17 +244,7 @@ def run_cleanup(args: argparse.Namespace) -> int:
         return fail(str(exc))
     except (BotoCoreError, ClientError) as exc:
         return fail(f"cannot clean up: {exc}")
-    rows = [
-        {
-            "model": r.model,
-            "state": r.state,
-            "since": r.since,
-            "items": r.items,
-            "bytes": r.bytes,
-            "versions": list(r.versions),
-        }
-        for r in removed
-    ]
+    rows = [r.dump() for r in removed]
     if args.json:
         print_json({"dry_run": args.dry_run, "models": rows})
     elif not rows:

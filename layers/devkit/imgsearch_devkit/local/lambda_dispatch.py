@@ -328,3 +328,32 @@ def create_state_machine(
         sfn.update_state_machine(stateMachineArn=existing[name], definition=rendered, roleArn=role)
         return existing[name]
     return sfn.create_state_machine(name=name, definition=rendered, roleArn=role)["stateMachineArn"]
+
+
+def create_rollout_machines(
+    sfn: Any,
+    lambda_client: Any,
+    iam: Any,
+    machines: Path,
+    topic: str,
+    bucket: str,
+    backfill_prefix: str = "backfill/",
+) -> dict[str, str]:
+    """The model rollout and the two workflows it nests, wired as the template wires them: the
+    ARNs of ``index``, ``backfill`` and ``rollout``, from the ASL files in ``machines``."""
+    arns = {
+        "index": create_state_machine(
+            sfn, lambda_client, iam, machines / "index_pipeline.asl.json",
+            {"AlertsTopicArn": topic}, name="index",
+        ),
+        "backfill": create_state_machine(
+            sfn, lambda_client, iam, machines / "backfill.asl.json",
+            {"ServiceBucket": bucket, "BackfillPrefix": backfill_prefix}, name="backfill",
+        ),
+    }  # fmt: skip
+    arns["rollout"] = create_state_machine(
+        sfn, lambda_client, iam, machines / "model_rollout.asl.json",
+        {"BackfillStateMachineArn": arns["backfill"], "IndexPipelineArn": arns["index"]},
+        name="rollout",
+    )  # fmt: skip
+    return arns
