@@ -90,6 +90,17 @@ def test_hyperparameters_arrive_as_strings() -> None:
         Hyperparameters.from_strings({"patience": "soon"})
 
 
+def test_the_device_is_the_gpu_when_there_is_one_and_a_bad_one_is_refused() -> None:
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert Hyperparameters.from_strings({}).settings().device == expected
+    assert Hyperparameters.from_strings({"device": "cpu"}).settings().device == "cpu"
+    with pytest.raises(ValueError, match="device='tpu': cpu, cuda or auto"):
+        Hyperparameters.from_strings({"device": "tpu"}).settings()
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees no GPU"):
+            Hyperparameters.from_strings({"device": "cuda"}).settings()
+
+
 def test_probe_texts_are_short_phrases_of_the_vocabulary() -> None:
     tokenizer = Tokenizer.from_file(str(DEMO / "tokenizer.json"))
     probes = probe_texts(tokenizer, 20, seed=1)

@@ -48,6 +48,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,6 +94,9 @@ class Settings:
     text_blocks: bool = True
     """Whether the text tower's transformer blocks train (else its embeddings and projection)."""
     threads: int = 2
+    device: str = "cpu"
+    """The torch device the loop runs on (``cuda`` on a GPU instance); the kept model is
+    returned on the CPU, where the export runs."""
     divergence_factor: float = 2.0
     """Diverged when the last held-out loss exceeds its start by this factor."""
     interpolate: float = 0.4
@@ -111,8 +115,8 @@ class Result:
     history: list[dict[str, Any]]
     seconds: float
     state: dict[str, torch.Tensor] = field(repr=False)
-    """The kept weights: the best epoch's, interpolated from the parent's (the parent's if no
-    epoch ran)."""
+    """The kept weights, on the CPU: the best epoch's, interpolated from the parent's (the
+    parent's if no epoch ran)."""
 
 
 @contextmanager
@@ -147,6 +151,9 @@ class Batch:
     relevance: torch.Tensor
     """(queries, images): 1 a known positive, -1 a known negative, 0 unknown."""
     weights: torch.Tensor
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(self.queries, self.images, self.relevance.to(device), self.weights.to(device))
 
 
 def make_batch(queries: list[Query], images: list[int]) -> Batch:
@@ -199,11 +206,12 @@ class Trainer:
         probes: list[str],
     ) -> None:
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
+        self.device = torch.device(settings.device)
         # The first stages already tell backgrounds apart (a linear probe of the demo model's
         # pooled features reads the background 97-99 % right, the last stage's 30 %): they
         # stay as they are, so their outputs are computed once per image, never back-propagated.
         self.split = model.split_visual(settings.frozen_stages)
-        self.probe_tokens = torch.from_numpy(tokenizer(probes)) if probes else None
+        self.probe_tokens = self.tokens(probes) if probes else None
         # The parent's temperature, fixed: a learnable one drifts on a few hundred pairs.
         self.scale = (
             1 / settings.temperature
@@ -213,7 +221,9 @@ class Trainer:
         pixels = torch.from_numpy(pairs.pixels)
         with torch.no_grad():
             model.module.eval()
-            self.stems = torch.cat([self.split.stem(chunk) for chunk in pixels.split(256)])
+            self.stems = torch.cat(
+                [self.split.stem(chunk.to(self.device)) for chunk in pixels.split(256)]
+            )
             self.parent_images = self.split.head(self.stems)
             self.parent_probes = (
                 model.textual(self.probe_tokens) if self.probe_tokens is not None else None
@@ -229,15 +239,19 @@ class Trainer:
     def encode_images(self, rows: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.split.head(self.stems[chunk]) for chunk in rows.split(256)])
 
+    def tokens(self, texts: list[str]) -> torch.Tensor:
+        return torch.from_numpy(self.tokenizer(texts)).to(self.device)
+
     def encode_texts(self, queries: list[Query]) -> torch.Tensor:
-        return self.model.textual(torch.from_numpy(self.tokenizer([q.text for q in queries])))
+        return self.model.textual(self.tokens([q.text for q in queries]))
 
     def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(contrastive, anchor) of one batch with the model as it is."""
-        columns = torch.tensor(batch.images)
+        columns = torch.tensor(batch.images, device=self.device)
         images = self.encode_images(columns)
-        loss = contrastive_loss(self.encode_texts(batch.queries), images, batch, self.scale)
-        anchor = torch.zeros(())
+        texts = self.encode_texts(batch.queries)
+        loss = contrastive_loss(texts, images, batch.to(self.device), self.scale)
+        anchor = torch.zeros((), device=self.device)
         if self.settings.anchor:
             anchor = anchor_loss(images, self.parent_images[columns])
             if self.probe_tokens is not None:
@@ -284,11 +298,12 @@ def retrieval_loss(trainer: Trainer, queries: list[Query]) -> float:
     if not queries:
         return math.nan
     trainer.model.module.eval()
-    images = F.normalize(trainer.encode_images(torch.arange(len(trainer.stems))), dim=-1)
+    rows = torch.arange(len(trainer.stems), device=trainer.device)
+    images = F.normalize(trainer.encode_images(rows), dim=-1)
     texts = F.normalize(trainer.encode_texts(queries), dim=-1)
     log_p = (trainer.scale * texts @ images.T).log_softmax(dim=1)
     losses = torch.stack([-log_p[i, list(q.positives)].logsumexp(0) for i, q in enumerate(queries)])
-    weights = torch.tensor([q.weight for q in queries])
+    weights = torch.tensor([q.weight for q in queries], device=trainer.device)
     return float((losses * weights).sum() / weights.sum())
 
 
@@ -316,6 +331,10 @@ def finetune(
     if not 0 < settings.interpolate <= 1:
         raise ValueError(f"interpolate must be in (0, 1], got {settings.interpolate}")
     started = time.perf_counter()
+    if torch.device(settings.device).type == "cuda":
+        # cuBLAS is deterministic only with a fixed workspace, set before its first call
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    model.module.to(settings.device)
     with deterministic(settings.threads):
         torch.manual_seed(settings.seed)
         trainer = Trainer(model, pairs, tokenizer, settings, probes or [])
@@ -426,6 +445,7 @@ def finetune(
         if settings.interpolate != 1.0:  # 1: the best epoch's weights bit for bit
             best_state = interpolate(parent_state, best_state, settings.interpolate)
         model.module.load_state_dict(best_state)
+        model.module.to("cpu")
     return Result(
         status=status,
         reason=reason,
@@ -434,5 +454,5 @@ def finetune(
         stopped=stopped,
         history=history,
         seconds=round(time.perf_counter() - started, 2),
-        state=best_state,
+        state=model.module.state_dict(),
     )

@@ -92,6 +92,8 @@ class Hyperparameters:
     """Probe texts for the anchor (random phrases of the parent's vocabulary)."""
     threads: int = 0
     """Torch threads; 0: the machine's cores, at most 2 (the demo model gains nothing more)."""
+    device: str = "auto"
+    """``cpu``, ``cuda``, or ``auto``: the GPU when the instance has one (a full-size CLIP)."""
     divergence_factor: float = Settings.divergence_factor
     min_cosine: float = 0.0
     """The parity check's floor (torch against the exported bundle through the runtime); 0: the
@@ -115,6 +117,15 @@ class Hyperparameters:
                 raise ValueError(f"hyperparameter {name}={raw!r} is not a {kind.__name__}") from exc
         return cls(**parsed)
 
+    def torch_device(self) -> str:
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"hyperparameter device={self.device!r}: cpu, cuda or auto")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("hyperparameter device=cuda, but torch sees no GPU here")
+        return self.device
+
     def settings(self) -> Settings:
         threads = self.threads or min(2, os.cpu_count() or 1)
         return Settings(
@@ -130,6 +141,7 @@ class Hyperparameters:
             frozen_stages=self.frozen_stages,
             warmup_epochs=self.warmup_epochs,
             threads=threads,
+            device=self.torch_device(),
             divergence_factor=self.divergence_factor,
         )
 
