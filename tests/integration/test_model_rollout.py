@@ -1,12 +1,14 @@
 """A model rollout end to end on moto: the real ASLs (the rollout nests the backfill and the
-index pipeline), the real handlers. A stack serves model A; a candidate B (the same weights under
-another id) is rolled out while queries run and uploads and deletes keep arriving; a worse
-candidate is rejected by the gates; a rollback brings A back in one write."""
+index pipeline), the real handlers. A stack serves model A; a candidate B (A's int8 quantisation,
+another model id) is rolled out while queries run and uploads and deletes keep arriving; a worse
+candidate (random weights, another dimension) is rejected by the gates; a rollback brings A back
+in one write; past the retention, the daily cleanup removes what B left."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +43,12 @@ from imgsearch.pipeline.rollback import RollbackError
 from imgsearch.rollout.cleanup import cleanup_models
 from imgsearch.rollout.steps import rollback_model
 from imgsearch.store import EmbeddingStore
+
+TOOLS = Path(__file__).resolve().parents[2] / "tools"
+if str(TOOLS) not in sys.path:
+    sys.path.insert(0, str(TOOLS))
+
+from quantize_bundle import quantize  # noqa: E402
 
 BUCKET, TABLE = "imgsearch-rollout", "imgsearch-rollout-embeddings"
 PER_KIND = 3
@@ -104,8 +112,11 @@ def test_a_rollout_swaps_model_and_index_with_no_failed_query_and_rolls_back(
         champion = w.serving()
         w.query.service.refresh_now()
         target = Target(REGION, BUCKET, TABLE)
-        register_model(target, str(candidate_bundle(tmp_path / "candidate", "2")))
-        candidate = "demo-clip@2"
+        # B is A's int8 quantisation (tools/quantize_bundle.py): another model id, close figures.
+        bundle = quantize(Path(bundle_uri()), tmp_path / "candidate", threads=1)
+        register_model(target, str(tmp_path / "candidate"))
+        candidate = bundle.model_id
+        assert candidate == f"{champion}-int8"
 
         def traffic() -> None:
             """Uploads and deletes keep arriving while the rollout runs."""
@@ -179,7 +190,7 @@ def test_a_rollout_swaps_model_and_index_with_no_failed_query_and_rolls_back(
         cleaned = require_record(w.s3, BUCKET, candidate).cleaned
         assert cleaned["items"] == removed[candidate]["items"]
         assert w.serving() == champion  # the serving model is never touched
-        with pytest.raises(RollbackError, match="no published, validated index of demo-clip@2"):
+        with pytest.raises(RollbackError, match=f"no published, validated index of {candidate}"):
             rollback_model(w.settings, w.s3, to=candidate)
         assert cleanup_models(w.settings, w.s3, store, later) == []  # once
 

@@ -120,7 +120,7 @@ def stack() -> StackTemplate:
 
 def test_functions_are_read_from_the_transformed_template(stack: StackTemplate) -> None:
     functions = stack.functions()
-    assert set(functions) == set(stack.source_functions) and len(functions) == 14
+    assert set(functions) == set(stack.source_functions) and len(functions) == 15
     build = functions["BuildIndexFunction"]
     assert (build.handler, build.memory, build.timeout) == ("build_index.app.handler", 4096, 900)
     assert build.name == "imgsearch-local-BuildIndexFunction"
