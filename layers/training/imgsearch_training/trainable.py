@@ -28,6 +28,7 @@ from torch import nn
 
 from imgsearch.model.bundle import sha256_file
 from imgsearch_training.demo_clip import Clip, DemoArchitecture
+from imgsearch_training.export import MIN_COSINE
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class DemoClip(Trainable):
     """The demo CLIP; its stages are the CNN's stride-2 stages."""
 
     format = "demo-clip"
-    min_cosine = 0.9999
+    min_cosine = MIN_COSINE
 
     def __init__(self, model: Clip, architecture: DemoArchitecture) -> None:
         self.module, self.architecture = model, architecture
