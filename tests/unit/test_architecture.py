@@ -152,6 +152,8 @@ ALLOWED = {
     # moto's own setting (moto.settings.moto_server_port), not a handler's: the local stack's
     # Step Functions interpreter calls Lambda at localhost:$MOTO_PORT.
     DEVKIT / "local" / "stack.py": {'os.environ["MOTO_PORT"] =', 'os.environ.pop("MOTO_PORT"'},
+    # cuBLAS's own setting, read when CUDA starts: deterministic GPU training, not a handler's.
+    TRAINING / "finetune.py": {'os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG"'},
     # Keep boto3 away from a real account, whatever the developer's shell holds.
     ROOT / "tests" / "conftest.py": {"os.environ.pop(name", "os.environ.update("},
 }
