@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
-
 from imgsearch.catalog.contract import Contract, Figure, read_object, write_object
 from imgsearch.catalog.layout import (
     INDEX_FILE,
@@ -29,7 +27,7 @@ from imgsearch.catalog.layout import (
     version_time,
 )
 from imgsearch.catalog.report import IndexReport, read_report
-from imgsearch.core.aws import is_not_found
+from imgsearch.core.aws import object_exists
 
 VersionStatus = Literal["validated", "rejected", "incomplete"]
 
@@ -93,14 +91,10 @@ def list_version_names(s3: Any, bucket: str, prefix: str) -> list[str]:
 
 
 def has_artifacts(s3: Any, bucket: str, prefix: str, version: str) -> bool:
-    for name in (INDEX_FILE, KEYS_FILE):
-        try:
-            s3.head_object(Bucket=bucket, Key=version_key(prefix, version, name))
-        except ClientError as exc:
-            if is_not_found(exc):
-                return False
-            raise
-    return True
+    return all(
+        object_exists(s3, bucket, version_key(prefix, version, name))
+        for name in (INDEX_FILE, KEYS_FILE)
+    )
 
 
 def read_publish_record(s3: Any, bucket: str, prefix: str, version: str) -> PublishRecord | None:

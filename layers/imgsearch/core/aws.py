@@ -62,6 +62,18 @@ def get_object_if_any(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
         raise
 
 
+def object_exists(s3: Any, bucket: str, key: str) -> bool:
+    """Whether ``key`` is there, by ``HeadObject`` (nothing read: the object may be gigabytes);
+    any error but not-found is raised."""
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if is_not_found(exc):
+            return False
+        raise
+    return True
+
+
 SUBJECT_LIMIT = 100
 """SNS refuses a subject longer than this."""
 

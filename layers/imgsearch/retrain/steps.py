@@ -27,7 +27,6 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
 import numpy as np
-from botocore.exceptions import ClientError
 from pydantic import Field
 
 from imgsearch.catalog.contract import Contract, Part, read_object, write_object
@@ -48,7 +47,7 @@ from imgsearch.catalog.retraining import (
     take_lock,
     write_latest,
 )
-from imgsearch.core.aws import Clients, is_not_found, publish_alert
+from imgsearch.core.aws import Clients, object_exists, publish_alert
 from imgsearch.core.clock import ISO_FORMAT, now_iso
 from imgsearch.core.config import Settings
 from imgsearch.core.errors import ImgsearchError
@@ -274,7 +273,7 @@ def _parent(settings: Settings, s3: Any, champion: str) -> str:
     manifest = json.loads(s3.get_object(Bucket=settings.bucket, Key=manifest_key)["Body"].read())
     checkpoint = manifest.get("checkpoint")
     file = checkpoint.get("file") if isinstance(checkpoint, dict) else None
-    if not file or not _exists(s3, settings.bucket, bundle_prefix(champion) + file):
+    if not file or not object_exists(s3, settings.bucket, bundle_prefix(champion) + file):
         raise RetrainError(
             f"{champion} has no training checkpoint in the registry (model.json's "
             '"checkpoint"), so there is nothing to fine-tune from: register its bundle from a '
@@ -282,17 +281,6 @@ def _parent(settings: Settings, s3: Any, champion: str) -> str:
             "Lambda image leaves checkpoints out), see docs/retraining.md"
         )
     return bundle_uri(settings.bucket, champion)
-
-
-def _exists(s3: Any, bucket: str, key: str) -> bool:
-    """Whether ``key`` is there, without reading it (a checkpoint can be gigabytes)."""
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if is_not_found(exc):
-            return False
-        raise
-    return True
 
 
 def _existing(store: EmbeddingStore, model: str) -> Callable[[Any], set[str]]:

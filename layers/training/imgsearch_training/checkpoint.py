@@ -24,15 +24,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from imgsearch.model.bundle import ModelManifest, sha256_file
 from imgsearch_training.bundle import ToolError
-from imgsearch_training.demo_clip import DemoArchitecture, build_clip
 from imgsearch_training.hf_clip import HfClip
 from imgsearch_training.trainable import DemoClip, Trainable
 
-FORMATS = (DemoClip.format, HfClip.format)
+TRAINABLES: dict[str, type[Trainable]] = {kind.format: kind for kind in (DemoClip, HfClip)}
+FORMATS = tuple(TRAINABLES)
 
 
 class CheckpointError(ToolError):
@@ -79,13 +77,8 @@ def load_checkpoint(root: Path, manifest: ModelManifest) -> Trainable:
             f"{path}: sha256 mismatch: model.json says {entry['sha256']}, file has {actual}"
         )
     try:
-        if entry["format"] == HfClip.format:
-            return HfClip.load(path, entry["architecture"])
-        architecture = DemoArchitecture.from_dict(entry["architecture"])
-        model = build_clip(architecture, manifest)
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return TRAINABLES[entry["format"]].load(path, entry["architecture"], manifest)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{manifest.model_id}: bad checkpoint architecture: {exc}") from exc
     except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
         raise CheckpointError(f"{path} does not fit its architecture: {exc}") from exc
-    return DemoClip(model, architecture)

@@ -10,7 +10,7 @@ its training checkpoint: ``checkpoint.safetensors`` with the ``CLIPConfig`` as t
 
     clip = HfClip(CLIPModel.from_pretrained(folder))
     entry = clip.write_checkpoint(staging)
-    again = HfClip.load(staging / entry["file"], entry["architecture"])   # the same weights
+    again = HfClip.load(staging / entry["file"], entry["architecture"], manifest)  # the same
 
 For fine-tuning, the vision transformer's stages are its encoder layers: the stem is the patch
 and position embeddings, the pre-norm and the first ``frozen`` layers.
@@ -18,6 +18,7 @@ and position embeddings, the pre-norm and the first ``frozen`` layers.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from imgsearch.model.bundle import ModelManifest
 from imgsearch_training.trainable import (
     Trainable,
     VisualSplit,
@@ -64,6 +66,7 @@ class TextTower(nn.Module):
         return features(self.clip.get_text_features(input_ids=input_ids))
 
 
+@functools.cache
 def _encoder_layer_call() -> dict[str, Any]:
     """The keyword arguments an encoder layer needs besides its states and (no) attention mask:
     transformers 4.x also takes a causal mask and returns a tuple, 5.x neither."""
@@ -74,9 +77,8 @@ def _encoder_layer_call() -> dict[str, Any]:
 
 
 def _run_layers(layers: nn.ModuleList | list[nn.Module], states: torch.Tensor) -> torch.Tensor:
-    extra = _encoder_layer_call()
     for layer in layers:
-        output = layer(states, None, **extra)
+        output = layer(states, None, **_encoder_layer_call())
         states = output[0] if isinstance(output, tuple) else output
     return states
 
@@ -94,8 +96,9 @@ class HfClip(Trainable):
         self.text_blocks = model.text_model.encoder.layers
 
     @classmethod
-    def load(cls, path: Path, architecture: dict[str, Any]) -> HfClip:
-        """The ``CLIPModel`` of ``architecture`` (a ``CLIPConfig`` dict) with ``path``'s weights.
+    def load(cls, path: Path, architecture: dict[str, Any], manifest: ModelManifest) -> HfClip:
+        """The ``CLIPModel`` of ``architecture`` (a ``CLIPConfig`` dict) with ``path``'s weights
+        (the config holds everything; ``manifest`` is not needed).
 
         Raises ``ValueError`` for a config transformers cannot build and ``RuntimeError`` for
         weights that do not fit it."""

@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from imgsearch.model.bundle import sha256_file
-from imgsearch_training.demo_clip import Clip, DemoArchitecture
+from imgsearch.model.bundle import ModelManifest, sha256_file
+from imgsearch_training.demo_clip import Clip, DemoArchitecture, build_clip
 from imgsearch_training.export import MIN_COSINE
 
 
@@ -58,6 +58,14 @@ class Trainable(ABC):
     logit_scale: nn.Parameter
     text_blocks: nn.Module
     """The text tower's transformer blocks (``Settings.text_blocks`` may freeze them)."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path: Path, architecture: dict[str, Any], manifest: ModelManifest) -> Trainable:
+        """The model saved at ``path`` (its sha256 already checked), built from ``architecture``
+        (``model.json``'s ``checkpoint.architecture``). Raises ``KeyError``, ``TypeError`` or
+        ``ValueError`` for an architecture it cannot build, ``RuntimeError`` for weights that do
+        not fit it."""
 
     @abstractmethod
     def split_visual(self, frozen: int) -> VisualSplit:
@@ -100,6 +108,14 @@ class DemoClip(Trainable):
         self.visual, self.textual = model.visual, model.textual
         self.logit_scale = model.logit_scale
         self.text_blocks = model.textual.blocks
+
+    @classmethod
+    def load(cls, path: Path, architecture: dict[str, Any], manifest: ModelManifest) -> DemoClip:
+        """``weights_only``: no pickled code runs; the manifest gives the pixel statistics."""
+        demo = DemoArchitecture.from_dict(architecture)
+        model = build_clip(demo, manifest)
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return cls(model, demo)
 
     def split_visual(self, frozen: int) -> VisualSplit:
         tower = self.module.visual
