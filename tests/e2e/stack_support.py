@@ -33,6 +33,12 @@ class Seeded:
     def target(self) -> Any:
         return self.stack.require_target()
 
+    def known(self, keys: list[str]) -> list[str]:
+        """``keys`` that show a scene, in order. Uploads are searchable at once (the fresh
+        segment), so results hold other tests' files too (CLI uploads, refused files): judge
+        these."""
+        return [key for key in keys if key in self.scenes]
+
     def client(self, service: str) -> Any:
         """A plain boto3 client at the stack's endpoint, as a user's own tool would make."""
         return boto3.client(

@@ -23,7 +23,7 @@ def search_and_click(seeded: Seeded, rounds: int) -> int:
         for text in QUERIES:
             page = api.search(text, k=5)
             for rank, hit in enumerate(page.results, start=1):
-                if describes(seeded.scenes[hit.key], text):
+                if seeded.known([hit.key]) and describes(seeded.scenes[hit.key], text):
                     api.feedback(page.query_id, hit.key, "click", rank=rank)
                     clicks += 1
     seeded.stack.usage_stream.flush()

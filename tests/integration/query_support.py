@@ -190,10 +190,12 @@ def publish_index(
     images: list[Image],
     files: Mapping[str, bytes] | None = None,
     expansion_search: int = 0,
+    scanned_from: str = "",
 ) -> CurrentIndex:
     """Build with the pipeline's ``build_index`` and publish as Publish does (conditional
     write of ``current.json``, naming ``expansion_search`` as Validate's choice when given).
-    ``files`` replaces artifacts, to publish a broken version."""
+    ``files`` replaces artifacts, to publish a broken version. The table's items are taken
+    to be scanned from now (``scanned_from``): those written since are the fresh segment."""
     version = new_version()
     ids = np.array([image_id(i.key) for i in images], dtype=np.int64)
     vectors = np.stack([i.vector for i in images]).astype(np.float16)
@@ -214,6 +216,7 @@ def publish_index(
         model=model_id,
         count=len(images),
         built_at=now_iso(),
+        scanned_from=scanned_from or now_iso(),
         published_at=now_iso(),
         dim=int(vectors.shape[1]),
         dtype=settings.index.dtype,

@@ -26,6 +26,7 @@ from query_support import (
 
 from imgsearch.core.config import Settings
 from imgsearch.query.deletions import DeletedKeys
+from imgsearch.query.fresh import FreshVectors
 from imgsearch.query.serving import IndexServer
 
 pytestmark = pytest.mark.slow
@@ -136,6 +137,9 @@ def test_while_nothing_is_served_current_json_is_read_at_most_once_a_second(stac
         stack.settings.index,
         lambda model_id: stack.model,
         lambda current: DeletedKeys(stack.store, current.model, current.built_at, 0),
+        lambda current, model: FreshVectors(
+            stack.store, current.model, current.built_at, model.dim, 0, 10
+        ),
         clock=lambda: now[0],
     )
     server.refresh_if_due()  # never checked: checks at once, in the request

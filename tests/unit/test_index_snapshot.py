@@ -7,10 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
 
 from imgsearch.core.clock import now_iso
 from imgsearch.core.keys import image_id
@@ -21,7 +19,7 @@ from imgsearch.pipeline.snapshot import (
     SnapshotError,
     scan_to_folder,
 )
-from imgsearch.store import EmbeddingRecord, EmbeddingStore, table_definition
+from imgsearch.store import EmbeddingRecord, EmbeddingStore
 
 MODEL = "clip@1"
 
@@ -37,14 +35,6 @@ def record(key: str, vector: np.ndarray | None, status: str = "ok", model: str =
         vector=vector,
         reason="corrupt" if status == "quarantined" else None,
     )
-
-
-@pytest.fixture
-def store():
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(**table_definition("embeddings"))
-        yield EmbeddingStore("embeddings", client)
 
 
 def fill(store: EmbeddingStore, n: int = 60, dim: int = 8) -> dict[str, np.ndarray]:

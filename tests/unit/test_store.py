@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import boto3
 import numpy as np
-import pytest
-from moto import mock_aws
 
 from imgsearch.core.keys import image_id
-from imgsearch.store import EmbeddingRecord, EmbeddingStore, pad_sequencer, table_definition
+from imgsearch.store import EmbeddingRecord, EmbeddingStore, pad_sequencer
 
 MODEL = "demo-clip@1"
-
-
-@pytest.fixture()
-def store():
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(**table_definition("embeddings"))
-        yield EmbeddingStore("embeddings", client)
 
 
 def record(key: str, sequencer: str, status: str = "ok", **fields: object) -> EmbeddingRecord:

@@ -33,6 +33,9 @@ class CurrentIndex(Contract):
     model: str
     count: int
     built_at: str
+    scanned_from: str = ""
+    """When its snapshot's scan began: images embedded since may be missing from the index,
+    and the query function searches them beside it (empty: not recorded)."""
     published_at: str = ""
     snapshot_hash: str = ""
     dim: int = 0

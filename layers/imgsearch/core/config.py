@@ -220,6 +220,13 @@ class ApiSettings:
     query_cache_size: int = env("IMGSEARCH_QUERY_CACHE_SIZE", 256)
     deleted_refresh_seconds: float = env("IMGSEARCH_DELETED_REFRESH_SECONDS", 1.0)
     """How stale the query function's set of deleted keys may get (0: checked every search)."""
+    fresh_refresh_seconds: float = env("IMGSEARCH_FRESH_REFRESH_SECONDS", 1.0)
+    """How often, at most, the query function reads the images embedded since its index was
+    built (the fresh segment: searched exactly beside the index; 0: before every search)."""
+    fresh_max_vectors: int = env("IMGSEARCH_FRESH_MAX_VECTORS", 50_000)
+    """The most vectors the fresh segment holds (about 2 KB each at 512-d, and a text search
+    reads them all): past this it stops growing, starts an early index build and raises the
+    ``FreshSegmentFull`` metric; 0 turns the fresh segment off."""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from imgsearch.catalog.versions import (
     versions_to_delete,
     write_publish_record,
 )
-from imgsearch.core.clock import now_iso
+from imgsearch.core.clock import ISO_FORMAT, now_iso, parse_iso
 from imgsearch.core.config import Settings
 from imgsearch.pipeline.contracts import PublishResult
 
@@ -38,6 +38,16 @@ class NotValidated(PipelineError):
     """The version has no report, or its report says a gate failed: it must not serve."""
 
 
+def scan_started(snapshot: SnapshotManifest) -> str:
+    """When the snapshot's scan began: ``taken_at`` (its end) less its duration; "" when
+    ``taken_at`` is not a service timestamp."""
+    try:
+        ended = parse_iso(snapshot.taken_at)
+    except ValueError:
+        return ""
+    return (ended - timedelta(seconds=snapshot.scan_seconds)).strftime(ISO_FORMAT)
+
+
 def current_from_report(report: IndexReport, previous: str) -> CurrentIndex:
     """The ``current.json`` that serves the version a (passed) report describes."""
     return CurrentIndex(
@@ -45,6 +55,7 @@ def current_from_report(report: IndexReport, previous: str) -> CurrentIndex:
         model=report.model,
         count=report.build.count,
         built_at=report.build.built_at,
+        scanned_from=scan_started(report.snapshot),
         published_at=now_iso(),
         snapshot_hash=report.snapshot.content_hash,
         dim=report.build.dim,

@@ -9,6 +9,7 @@ than ``max_age`` seconds: one small Query per interval, nothing per hit::
     deleted = DeletedKeys(store, "demo-clip@1", since="2024-06-01T11:00:00.000000Z", max_age=1.0)
     deleted.refresh_if_stale()
     "images/cat.jpg" in deleted
+    deleted.hides("images/cat.jpg", embedded_at="2024-06-01T12:00:00.000000Z")
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ GSI_SLACK = timedelta(seconds=30)
 so a tombstone may become visible after a newer one has been seen."""
 
 
-def _shift(iso: str, delta: timedelta) -> str:
+def shift(iso: str, delta: timedelta) -> str:
     """``iso`` moved by ``delta``, in the table's format; "" (the beginning) when unparsable."""
     try:
         moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
@@ -42,7 +43,7 @@ def _shift(iso: str, delta: timedelta) -> str:
 
 def tombstones_since(built_at: str) -> str:
     """The ``deleted_at`` lower bound for an index built at ``built_at`` (ISO 8601, UTC)."""
-    return _shift(built_at, -SNAPSHOT_LOOKBACK)
+    return shift(built_at, -SNAPSHOT_LOOKBACK)
 
 
 class DeletedKeys:
@@ -60,7 +61,8 @@ class DeletedKeys:
         self.model = model
         self.max_age = max_age
         self._clock = clock
-        self._keys: set[str] = set()
+        self._keys: dict[str, str] = {}
+        """Key -> its newest ``deleted_at`` seen."""
         self._watermark = since
         self._checked = float("-inf")
         self._lock = threading.Lock()
@@ -71,13 +73,19 @@ class DeletedKeys:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def hides(self, key: str, embedded_at: str) -> bool:
+        """Whether a vector of ``key`` embedded at ``embedded_at`` was deleted since (an image
+        uploaded again after its delete is not hidden)."""
+        deleted_at = self._keys.get(key)
+        return deleted_at is not None and deleted_at >= embedded_at
+
     def refresh(self) -> None:
         """Fetch the tombstones written since shortly before the watermark."""
         with self._lock:
             started = self._clock()
-            since = _shift(self._watermark, -GSI_SLACK) if self._watermark else ""
+            since = shift(self._watermark, -GSI_SLACK) if self._watermark else ""
             for key, deleted_at in self.store.deleted_since(self.model, since):
-                self._keys.add(key)
+                self._keys[key] = max(self._keys.get(key, ""), deleted_at)
                 self._watermark = max(self._watermark, deleted_at)
             self._checked = started
 

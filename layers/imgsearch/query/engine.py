@@ -1,8 +1,10 @@
 """Text, image and similar-image search over the served index, one page at a time.
 
 ``SearchEngine`` turns a query into a unit vector with the served version's model (text
-embeddings of recent queries are cached per model), searches the served version, drops keys
-deleted since it was built, and pages with ``imgsearch.query.cursor``. Bad input gets its 4xx
+embeddings of recent queries are cached per model), searches the served version's index and,
+exactly, the images embedded since it was built (``served.fresh``: a fresh vector replaces the
+index's one of the same key), merges the two by score, drops keys deleted since, and pages with
+``imgsearch.query.cursor``. Bad input gets its 4xx
 whether or not an index is served (``serving`` raises ``NoIndex``, HTTP 503, when none is)::
 
     engine = SearchEngine(model, store, ImageLimits(...), cache_size=256)
@@ -146,7 +148,7 @@ class SearchEngine:
         after = _parse(cursor)
         served = serving()
         vector = self._text_vector(served.model, text)
-        served.deleted.refresh_if_stale()
+        served.catch_up()
         return self.search(served, vector, fingerprint("text", text), k, after, min_score)
 
     def image(
@@ -159,7 +161,7 @@ class SearchEngine:
             self._pixels(data, self.model)
             raise
         vector = served.model.encode_images([self._pixels(data, served.model)])[0]
-        served.deleted.refresh_if_stale()
+        served.catch_up()
         return self.search(served, vector, fingerprint("image", data), k, after, min_score)
 
     def _pixels(self, data: bytes, model: ClipModel) -> np.ndarray:
@@ -181,7 +183,7 @@ class SearchEngine:
             if self.table_vector(key, self.model.model_id) is None:
                 raise NotFound(f"no image {key!r} is indexed", key=key) from None
             raise
-        served.deleted.refresh_if_stale()
+        served.catch_up()
         vector = self.stored_vector(served, key)
         if vector is None:
             raise NotFound(f"no image {key!r} is indexed", key=key)
@@ -190,6 +192,10 @@ class SearchEngine:
         )
 
     def stored_vector(self, served: Served, key: str) -> np.ndarray | None:
+        fresh = served.fresh.vector(key)
+        if fresh is not None:
+            vector, embedded_at = fresh
+            return None if served.deleted.hides(key, embedded_at) else vector
         if key in served.deleted:
             return None
         found = served.index.get(image_id(key), dtype=np.float32)
@@ -217,18 +223,21 @@ class SearchEngine:
     ) -> Page:
         """One page of hits after the cursor, skipping deleted (and ``exclude``) keys.
 
-        The callers refresh ``served.deleted`` first (when stale)."""
+        The callers catch ``served`` up first (``Served.catch_up``)."""
         if after is not None:
             after.check(served.version, query)
         returned = after.returned if after else 0
         if returned >= MAX_DEPTH:
             return Page(served, [], None, vector, returned)
         k = min(k, MAX_DEPTH - returned)
-        total = len(served.index)
+        total = len(served.index) + len(served.fresh)
         count = min(returned + k + 1 + (exclude is not None), total, MAX_SEARCH_COUNT)
         prepared = prepare(vector, served.index.dtype)
+        unit = l2_normalise(vector)  # the fresh set's form, whatever the index stores
         while True:
-            hits, exhausted = self._eligible(served, prepared, count, after, min_score, exclude, k)
+            hits, exhausted = self._eligible(
+                served, (prepared, unit), count, after, min_score, exclude, k
+            )
             if len(hits) > k or exhausted or count >= min(total, MAX_SEARCH_COUNT):
                 break
             count = min(2 * count, total, MAX_SEARCH_COUNT)
@@ -243,7 +252,7 @@ class SearchEngine:
     @staticmethod
     def _eligible(
         served: Served,
-        vector: np.ndarray,
+        vectors: tuple[np.ndarray, np.ndarray],
         count: int,
         after: Cursor | None,
         min_score: float | None,
@@ -254,10 +263,23 @@ class SearchEngine:
         (the index ran out, or scores fell below ``min_score``)."""
         if count <= 0:
             return [], True
-        matches = served.index.search(vector, count=count)
-        ids = np.asarray(matches.keys, dtype=np.int64)
-        scores = 1.0 - np.asarray(matches.distances, dtype=np.float64)
-        exhausted = len(ids) < count
+        prepared, unit = vectors
+        matches = served.index.search(prepared, count=count)
+        fresh = served.fresh.search(unit, count)
+        ids = np.concatenate(
+            [
+                np.asarray(matches.keys, dtype=np.int64),
+                np.fromiter((m.id for m in fresh), np.int64, len(fresh)),
+            ]
+        )
+        scores = np.concatenate(
+            [
+                1.0 - np.asarray(matches.distances, dtype=np.float64),
+                np.fromiter((m.score for m in fresh), np.float64, len(fresh)),
+            ]
+        )
+        indexed = len(ids) - len(fresh)
+        exhausted = indexed < count and len(fresh) < count
         hits: list[Hit] = []
         for position in np.lexsort((ids, -scores)):
             score, found = float(scores[position]), int(ids[position])
@@ -265,8 +287,14 @@ class SearchEngine:
                 return hits, True
             if after and (score > after.score or (score == after.score and found <= after.id)):
                 continue
-            key = served.keys.key(found)
-            if key is None or key == exclude or key in served.deleted:
+            if position < indexed:
+                key = served.keys.key(found)
+                # A fresh vector of the key replaces the index's.
+                hidden = key is None or key in served.deleted or key in served.fresh
+            else:
+                match = fresh[position - indexed]
+                key, hidden = match.key, served.deleted.hides(match.key, match.embedded_at)
+            if hidden or key == exclude:
                 continue
             hits.append(Hit(key, found, score))
             if len(hits) > k:

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import logging
 import secrets
 import time
 from typing import Any
 
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from imgsearch.catalog.current import CurrentIndex
 from imgsearch.core.aws import Clients
@@ -37,6 +39,7 @@ from imgsearch.model import ClipModel, ImageLimits
 from imgsearch.query.deletions import DeletedKeys, tombstones_since
 from imgsearch.query.engine import Page, SearchEngine, normalise_text
 from imgsearch.query.errors import InvalidQueryId, UnknownImage
+from imgsearch.query.fresh import FreshVectors, fresh_since
 from imgsearch.query.http.models import (
     FeedbackResponse,
     Health,
@@ -86,8 +89,11 @@ class SearchService:
         credentials: Any,
         signing_key: bytes | None = None,
         usage: UsageLog = usage_log,
+        sfn: Any = None,
     ) -> None:
         self.settings = settings
+        self.sfn = sfn
+        """Starts an early index build when the fresh set is full (None: never)."""
         self.model = model
         self.usage = usage
         self.signer = QuerySigner(
@@ -109,6 +115,17 @@ class SearchService:
             since = tombstones_since(current.built_at)
             return DeletedKeys(store, current.model, since, api.deleted_refresh_seconds)
 
+        def fresh(current: CurrentIndex, model: ClipModel) -> FreshVectors:
+            return FreshVectors(
+                store,
+                current.model,
+                fresh_since(current),
+                model.dim,
+                api.fresh_refresh_seconds,
+                api.fresh_max_vectors,
+                on_full=lambda: self.build_early(current.version),
+            )
+
         self.models = QueryModels(settings, s3, default=model)
 
         def swapped(served: Served) -> None:
@@ -121,6 +138,7 @@ class SearchService:
             settings.index,
             self.models.get,
             deletions,
+            fresh,
             on_swap=swapped,
         )
         # Results link to the images where they are: the stack's bucket or the user's own.
@@ -153,6 +171,9 @@ class SearchService:
             s3,
             clients.session.get_credentials(),
             signing_key=_signing_key(settings, clients),
+            sfn=clients.client("stepfunctions", QUERY_AWS_CONFIG)
+            if settings.state_machine_arn
+            else None,
         )
         service.server.refresh()
         return service
@@ -210,15 +231,18 @@ class SearchService:
         return self.engine.table_vector(key, model) is not None
 
     def recent(self, k: int) -> RecentResponse:
-        """The ``k`` newest images of the served version's snapshot, newest first, without
-        those deleted since (as searches hide them); none before the first publish (no 503:
-        the page asks for them on its first view) or for a version built without them."""
+        """The ``k`` newest images, newest first: those embedded since the served version was
+        built, then its snapshot's, without those deleted since (as searches hide them); none
+        before the first publish (no 503: the page asks for them on its first view)."""
         self.server.refresh_if_due()
         served = self.server.served
         if served is None:
             return RecentResponse(index_version=None, k=k, results=[])
-        served.deleted.refresh_if_stale()
-        kept = [image for image in served.recent if image.key not in served.deleted][:k]
+        served.catch_up()
+        fresh, deleted = served.fresh, served.deleted
+        newest = (i for i in fresh.newest() if not deleted.hides(i.key, i.updated_at))
+        older = (i for i in served.recent if i.key not in deleted and i.key not in fresh)
+        kept = list(itertools.islice(itertools.chain(newest, older), k))
         return RecentResponse(
             index_version=served.version,
             k=k,
@@ -259,6 +283,28 @@ class SearchService:
             image_count=len(served.index) if served else None,
             headline=current.headline if current else {},
         )
+
+    def build_early(self, version: str) -> str:
+        """Start an index build now because the fresh set of ``version`` is full; the
+        execution's ARN, or "" (none configured, one started already, or it failed: logged).
+
+        The execution is named after the version, so every instance of the function that
+        fills its fresh set starts the same one build."""
+        arn = self.settings.state_machine_arn
+        if not arn or self.sfn is None:
+            logger.warning("fresh segment full and no index pipeline is configured to start")
+            return ""
+        try:
+            started = self.sfn.start_execution(
+                stateMachineArn=arn, name=f"fresh-full-{version}", input="{}"
+            )
+        except self.sfn.exceptions.ExecutionAlreadyExists:
+            return ""
+        except (ClientError, BotoCoreError):  # the search goes on; the alarm is raised
+            logger.exception("early index build could not be started")
+            return ""
+        logger.info("early index build started", extra={"execution": started["executionArn"]})
+        return str(started["executionArn"])
 
     def refresh_now(self) -> bool:
         """Read ``current.json`` now and serve the version it names; True when swapped. For a

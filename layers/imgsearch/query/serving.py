@@ -3,8 +3,9 @@
 A ``Served`` holds everything a search needs from one version — the model that embeds its queries
 (the one ``current.json`` names, loaded before the swap: model and index change together), the
 memory-mapped usearch index,
-the id -> key table, ``current.json``, the keys deleted since it was built and the newest images
-of its snapshot (``recent.json``; none for a version built before it existed). ``IndexServer``
+the id -> key table, ``current.json``, the keys deleted since it was built, the images embedded
+since (``fresh``, searched beside the index) and the newest images of its snapshot
+(``recent.json``; none for a version built before it existed). ``IndexServer``
 loads the version that ``current.json`` names at init, then, at most every ``refresh_seconds``,
 checks ``current.json`` again in a background thread (while nothing is served, in the request
 itself, at most once a second, so the first index is served as soon as it is published); a new
@@ -14,7 +15,8 @@ the old one in a single reference assignment. Requests in flight keep the ``Serv
 started with. A version that cannot be used is logged and skipped; the old one keeps serving::
 
     server = IndexServer(s3, bucket, settings.index, models=QueryModels(...).get,
-                         deletions=lambda current: DeletedKeys(store, ...))
+                         deletions=lambda current: DeletedKeys(store, ...),
+                         fresh=lambda current, model: FreshVectors(store, ...))
     server.refresh()                 # at init: None before the first publish
     served = server.require()        # raises NoIndex (HTTP 503) when nothing is served
     server.refresh_if_due()          # per request: checks, or starts the background check, when due
@@ -46,6 +48,7 @@ from imgsearch.core.errors import ImgsearchError
 from imgsearch.model import ClipModel
 from imgsearch.query.deletions import DeletedKeys
 from imgsearch.query.errors import NoIndex
+from imgsearch.query.fresh import FreshVectors
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ class Served:
     index: Index
     keys: KeyTable
     deleted: DeletedKeys
+    fresh: FreshVectors
     directory: Path
     model: ClipModel
     """Embeds this version's queries: the model its vectors were made with."""
@@ -76,6 +80,11 @@ class Served:
     @property
     def version(self) -> str:
         return self.current.version
+
+    def catch_up(self) -> None:
+        """Read the images embedded and deleted since, each when its last look is stale."""
+        self.fresh.refresh_if_stale()
+        self.deleted.refresh_if_stale()
 
 
 def load_recent(s3: Any, bucket: str, prefix: str, version: str) -> tuple[RecentImage, ...]:
@@ -119,6 +128,7 @@ def open_version(
     model: ClipModel,
     expansion_search: int,
     deleted: DeletedKeys,
+    fresh: FreshVectors,
     recent: tuple[RecentImage, ...] = (),
 ) -> Served:
     """Open downloaded files without reading them whole, and check that they fit together.
@@ -147,8 +157,9 @@ def open_version(
             f"index {current.version}: {len(index)} vectors but {len(keys)} keys in {KEYS_FILE}"
         )
     index.expansion_search = current.expansion_search or expansion_search
+    fresh.refresh()
     deleted.refresh()
-    return Served(current, index, keys, deleted, directory, model, recent)
+    return Served(current, index, keys, deleted, fresh, directory, model, recent)
 
 
 class IndexServer:
@@ -161,6 +172,7 @@ class IndexServer:
         settings: IndexSettings,
         models: Callable[[str], ClipModel],
         deletions: Callable[[CurrentIndex], DeletedKeys],
+        fresh: Callable[[CurrentIndex, ClipModel], FreshVectors],
         clock: Callable[[], float] = time.monotonic,
         on_swap: Callable[[Served], None] = lambda served: None,
     ) -> None:
@@ -170,6 +182,7 @@ class IndexServer:
         self._models = models
         """Model id -> the loaded model (``BrokenVersion`` for one that cannot be loaded)."""
         self._deletions = deletions
+        self._fresh = fresh
         self._clock = clock
         self._on_swap = on_swap
         self._served: Served | None = None
@@ -215,12 +228,14 @@ class IndexServer:
             directory = download_version(
                 self.s3, self.bucket, prefix, current.version, self.settings.cache_dir
             )
-            fresh = open_version(
+            model = self._models(current.model)
+            loaded = open_version(
                 current,
                 directory,
-                self._models(current.model),
+                model,
                 self.settings.expansion_search,
                 self._deletions(current),
+                self._fresh(current, model),
                 load_recent(self.s3, self.bucket, prefix, current.version),
             )
         except BrokenVersion as exc:
@@ -237,14 +252,15 @@ class IndexServer:
             return False
         except (ClientError, BotoCoreError) as exc:  # transient: try again at the next check
             raise DownloadFailed(f"download of index {current.version} failed: {exc}") from exc
-        self._served = fresh  # the swap: one reference, requests in flight keep the old one
-        self._on_swap(fresh)
+        self._served = loaded  # the swap: one reference, requests in flight keep the old one
+        self._on_swap(loaded)
         logger.info(
             "serving index version",
             extra={
-                "index_version": fresh.version,
+                "index_version": loaded.version,
                 "previous_version": served.version if served else None,
-                "count": len(fresh.index),
+                "count": len(loaded.index),
+                "fresh_vectors": len(loaded.fresh),
             },
         )
         if served is not None:

@@ -11,7 +11,13 @@ Schema (``table_definition`` creates it; ``template.yaml`` declares the same):
 - GSI ``by-sha256`` (``sha256``, ``model``): the same bytes under another key are not embedded
   twice;
 - GSI ``deletions`` (``model``, ``deleted_at``), sparse: only tombstones carry ``deleted_at``, so
-  readers can hide images deleted after an index was built.
+  readers can hide images deleted after an index was built;
+- GSI ``fresh`` (``fresh_shard``, ``embedded_at``) with ``id`` and ``vector``, sparse: only items
+  with a vector carry them (``embedded_at`` is their ``updated_at``; ``fresh_shard`` is
+  ``<model>#<id mod FRESH_SHARDS>``), so the query function can search the images embedded after
+  its index was built. Sharded because one partition key takes about 1,000 write units a second
+  and a backfill writes thousands of items a second. It holds a copy of every vector: the
+  table's storage and write units for ``ok`` items double.
 
 ::
 
@@ -30,6 +36,14 @@ Status = Literal["ok", "quarantined", "deleted"]
 SEQUENCER_WIDTH = 32
 SHA256_INDEX = "by-sha256"
 DELETIONS_INDEX = "deletions"
+FRESH_INDEX = "fresh"
+FRESH_SHARDS = 16
+"""Partition keys of a model in the ``fresh`` GSI; changing it needs every item rewritten."""
+
+
+def fresh_shard(model: str, shard: int) -> str:
+    """The ``fresh`` GSI's partition key of one of a model's shards."""
+    return f"{model}#{shard:02d}"
 
 
 def pad_sequencer(sequencer: str) -> str:
@@ -60,6 +74,11 @@ class EmbeddingRecord:
     size: int | None = None
     deleted_at: str | None = None
 
+    @property
+    def embedded_at(self) -> str | None:
+        """When its vector was written (the ``fresh`` GSI's sort key); None without one."""
+        return self.updated_at if self.status == "ok" and self.vector is not None else None
+
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {
             "key": {"S": self.key},
@@ -77,6 +96,9 @@ class EmbeddingRecord:
                 item[name] = {"S": value}
         if self.size is not None:
             item["size"] = {"N": str(self.size)}
+        if self.embedded_at:
+            item["embedded_at"] = {"S": self.embedded_at}
+            item["fresh_shard"] = {"S": fresh_shard(self.model, self.id % FRESH_SHARDS)}
         return item
 
     @classmethod
@@ -110,6 +132,8 @@ def table_definition(name: str) -> dict[str, Any]:
             {"AttributeName": "model", "AttributeType": "S"},
             {"AttributeName": "sha256", "AttributeType": "S"},
             {"AttributeName": "deleted_at", "AttributeType": "S"},
+            {"AttributeName": "embedded_at", "AttributeType": "S"},
+            {"AttributeName": "fresh_shard", "AttributeType": "S"},
         ],
         "KeySchema": [
             {"AttributeName": "key", "KeyType": "HASH"},
@@ -131,6 +155,17 @@ def table_definition(name: str) -> dict[str, Any]:
                     {"AttributeName": "deleted_at", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
+            {
+                "IndexName": FRESH_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "fresh_shard", "KeyType": "HASH"},
+                    {"AttributeName": "embedded_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {
+                    "ProjectionType": "INCLUDE",
+                    "NonKeyAttributes": ["id", "vector"],
+                },
             },
         ],
     }

@@ -16,9 +16,12 @@ from typing import Any
 
 from imgsearch.store.schema import (
     DELETIONS_INDEX,
+    FRESH_INDEX,
     SHA256_INDEX,
     EmbeddingRecord,
     Status,
+    decode_vector,
+    fresh_shard,
 )
 
 
@@ -155,9 +158,12 @@ class EmbeddingStore:
         status: Status | None = "ok",
         page_size: int = 1000,
     ) -> Iterator[list[EmbeddingRecord]]:
-        """One segment of a parallel scan, a page at a time (bounded memory)."""
+        """One segment of a parallel scan, a page at a time (bounded memory). Strongly
+        consistent: every write made before the scan began is read (the fresh segment
+        relies on it)."""
         request: dict[str, Any] = {
             "TableName": self.table,
+            "ConsistentRead": True,
             "Segment": segment,
             "TotalSegments": total_segments,
             "Limit": page_size,
@@ -180,18 +186,42 @@ class EmbeddingStore:
 
     def deleted_since(self, model: str, since: str = "") -> Iterator[tuple[str, str]]:
         """(key, deleted_at) of tombstones written after ``since`` (ISO time), oldest first."""
+        for item in self._query_after(DELETIONS_INDEX, ("model", model), "deleted_at", since):
+            yield item["key"]["S"], item["deleted_at"]["S"]
+
+    def embedded_since(self, model: str, shard: int, since: str = "") -> Iterator[EmbeddingRecord]:
+        """Records (``ok``, with their id and vector) of one of ``model``'s ``FRESH_SHARDS``
+        embedded after ``since`` (ISO time), oldest first, from the ``fresh`` GSI (eventually
+        consistent)."""
+        partition = ("fresh_shard", fresh_shard(model, shard))
+        for item in self._query_after(FRESH_INDEX, partition, "embedded_at", since):
+            yield EmbeddingRecord(
+                key=item["key"]["S"],
+                model=model,
+                id=int(item["id"]["N"]),
+                status="ok",
+                sequencer="",
+                updated_at=item["embedded_at"]["S"],
+                vector=decode_vector(item["vector"]["B"]),
+            )
+
+    def _query_after(
+        self, index: str, partition: tuple[str, str], sort_key: str, since: str
+    ) -> Iterator[dict[str, Any]]:
+        """The items of one partition (attribute, value) of a GSI sorted by time, after
+        ``since``, oldest first, every page."""
+        name, value = partition
         request: dict[str, Any] = {
             "TableName": self.table,
-            "IndexName": DELETIONS_INDEX,
-            "KeyConditionExpression": "#m = :m AND deleted_at > :t",
-            "ExpressionAttributeNames": {"#m": "model"},
+            "IndexName": index,
+            "KeyConditionExpression": f"#p = :p AND {sort_key} > :t",
+            "ExpressionAttributeNames": {"#p": name},
             # DynamoDB refuses an empty key value; "0" sorts before every ISO time.
-            "ExpressionAttributeValues": {":m": {"S": model}, ":t": {"S": since or "0"}},
+            "ExpressionAttributeValues": {":p": {"S": value}, ":t": {"S": since or "0"}},
         }
         while True:
             response = self.client.query(**request)
-            for item in response.get("Items", []):
-                yield item["key"]["S"], item["deleted_at"]["S"]
+            yield from response.get("Items", [])
             if "LastEvaluatedKey" not in response:
                 return
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]

@@ -29,7 +29,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, single_metric
 
 from imgsearch.query.errors import (
     ApiError,
@@ -108,6 +108,21 @@ class RouteMetrics:
         if self.results is not None:
             self.metrics.add_metric(name="Results", unit=MetricUnit.Count, value=self.results)
 
+    def fresh_full(self) -> None:
+        """``FreshSegmentFull`` (its alarm's metric), on each request while the fresh set is
+        full: with the service dimension only, not the route's."""
+        if self.metrics is None:
+            return
+        dimensions = {"service": self.metrics.service or ""}
+        with single_metric(
+            name="FreshSegmentFull",
+            unit=MetricUnit.Count,
+            value=1,
+            namespace=self.metrics.namespace,
+            default_dimensions=dimensions,
+        ):
+            pass
+
 
 class QueryApi:
     """The resolver and its per-request bookkeeping for one ``SearchService``."""
@@ -122,6 +137,9 @@ class QueryApi:
         started = time.perf_counter()
         response = self.app.resolve(event, context)
         self.stats.record(int(response.get("statusCode", 500)), time.perf_counter() - started)
+        served = self.service.server.served
+        if served is not None and served.fresh.full:
+            self.stats.fresh_full()
         return response
 
 
