@@ -45,10 +45,11 @@ e2e-deps:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; }
 
 # Unit and integration tests spread over every core, a file per worker; e2e apart and after:
-# its local stack lives in moto's in-process state, which the other tests' mocks reset.
+# its local stack lives in moto's in-process state, which the other tests' mocks reset. Each e2e
+# worker seeds a stack of its own (a session fixture), and a file's tests stay on one worker.
 test: lint $(TOOLS_STAMP) e2e-deps
 	$(BIN)/pytest -n auto --dist loadfile tests/unit tests/integration
-	$(BIN)/pytest tests/e2e
+	$(BIN)/pytest -n auto --dist loadfile tests/e2e
 
 demo: setup
 	$(BIN)/imgsearch local up

@@ -12,32 +12,17 @@ The same run on shuffled clicks gives a candidate the gate rejects, and nothing 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import boto3
 import numpy as np
 import pytest
-import query.app as query_app
 from imgsearch_devkit.demo.model_eval import kind_queries
-from imgsearch_devkit.demo.scenes import Scene, describes, generate
-from imgsearch_devkit.demo.users import background_queries, choose_clicks
-from imgsearch_devkit.local.lambda_dispatch import (
-    BACKFILL_HANDLERS,
-    PIPELINE_HANDLERS,
-    RETRAIN_HANDLERS,
-    ROLLOUT_HANDLERS,
-)
-from imgsearch_devkit.local.training_jobs import training_jobs
+from imgsearch_devkit.demo.scenes import describes
+from imgsearch_devkit.demo.users import background_queries
 from ingest_support import REGION
 from moto import mock_aws
-from query_support import QueryHandler, get, http_event, invoke
-from usage_support import feedback_event, usage_log
-from workflow_support import Workflows, jpeg, seed_index, workflows
+from retrain_support import BUCKET, World, seed, simulate_users, world
 
 from imgsearch.catalog.registry import bundle_uri as registry_uri
 from imgsearch.catalog.registry import read_record
@@ -54,89 +39,6 @@ from imgsearch.model import ClipModel
 from imgsearch.model.batch import embed_images
 from imgsearch.monitor.triggers import new_data_tally, start_if_due
 from imgsearch.retrain.dataset import is_heldout
-
-BUCKET, TABLE = "imgsearch-retrain", "imgsearch-retrain-embeddings"
-CORPUS = 800
-"""Twenty images of each colour x shape kind: about 5 per kind and background. With 400 the
-held-out loss rose from the first epoch on (benchmarks/retrain.py --sweep)."""
-HYPERPARAMETERS = {"seed": "1", "threads": "1"}
-"""The job's defaults, on one thread: the suite runs beside other tests, and two threads would
-oversubscribe two cores (measured: 3x slower)."""
-
-
-@dataclass
-class World(Workflows):
-    query: QueryHandler
-    scenes: dict[str, Scene]
-    flush: Any
-
-    def why(self, run: dict[str, Any]) -> str:
-        """What a failed run's report says, for an assertion's message."""
-        name = run["executionArn"].rpartition(":")[2]
-        try:
-            report = self.read_json(f"retrain/{name}/report.json")
-        except self.s3.exceptions.NoSuchKey:
-            report = None
-        return f"{run.get('error')}: {run.get('cause')}; report: {report}"
-
-    def read_json(self, key: str) -> Any:
-        return json.loads(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
-
-
-@contextmanager
-def world(tmp_path: Path) -> Iterator[World]:
-    handlers = {**PIPELINE_HANDLERS, **BACKFILL_HANDLERS, **ROLLOUT_HANDLERS, **RETRAIN_HANDLERS}
-    env = {
-        "IMGSEARCH_TRAINING_IMAGE_URI": "local",
-        "IMGSEARCH_RETRAIN_MIN_NEW_JUDGMENTS": "50",
-        "IMGSEARCH_RETRAIN_HYPERPARAMETERS": json.dumps(HYPERPARAMETERS),
-    }
-    with (
-        workflows(tmp_path, BUCKET, TABLE, handlers, env, retrain=True) as stack,
-        usage_log(BUCKET) as stream,
-        training_jobs(lambda: boto3.client("s3", region_name=REGION)),
-    ):
-        built = query_app.build(stack.settings, stack.clients)
-        yield World(
-            **vars(stack),
-            query=QueryHandler(built, built.api.service),  # type: ignore[attr-defined]
-            scenes={},
-            flush=stream.flush,
-        )
-
-
-def seed(w: World) -> None:
-    """A balanced corpus of demo scenes, a golden set of its colour x shape kinds, demo-clip@1
-    serving."""
-    for n, (image, scene) in enumerate(generate(CORPUS, seed=77, balanced=True)):
-        key = f"images/scene-{n:03d}.jpg"
-        w.s3.put_object(Bucket=BUCKET, Key=key, Body=jpeg(image))
-        w.scenes[key] = scene
-    lines = [
-        json.dumps({"query": q, "relevant": [k for k, s in w.scenes.items() if describes(s, q)]})
-        for q in kind_queries()
-    ]
-    w.s3.put_object(Bucket=BUCKET, Key="eval/golden.jsonl", Body="\n".join(lines).encode())
-    seed_index(w)
-    w.query.service.refresh_now()
-
-
-def simulate_users(w: World, shuffled: bool) -> int:
-    """Every background query searched once; the results that match clicked (or as many
-    random ones). Returns the clicks sent."""
-    rng = np.random.default_rng(3)
-    clicks = 0
-    for query in background_queries():
-        answer = get(w.query, "/search", q=query, k="10").json
-        shown = [r["key"] for r in answer["results"]]
-        for key in choose_clicks(query, shown, w.scenes, rng, shuffled=shuffled):
-            body = feedback_event(answer["query_id"], key, rank=shown.index(key) + 1)
-            headers = {"content-type": "application/json"}
-            reply = invoke(w.query, http_event("POST", "/feedback", body=body, headers=headers))
-            assert reply.status == 202, reply.text
-            clicks += 1
-    w.flush()
-    return clicks
 
 
 def ground_truth_ndcg(w: World, model_id: str, queries: list[str]) -> float:
@@ -206,45 +108,6 @@ def test_clicks_on_background_colours_train_a_candidate_that_the_rollout_promote
         assert read_record(w.s3, BUCKET, champion).state == "archived"  # type: ignore[union-attr]
         assert read_lock(w.s3, BUCKET, "retrain/") is None
         assert w.read_json("retrain/latest.json")["status"] == "validated"
-
-
-def test_shuffled_clicks_give_a_candidate_the_gate_rejects_and_nothing_changes(
-    tmp_path: Path,
-) -> None:
-    with world(tmp_path) as w:
-        seed(w)
-        simulate_users(w, shuffled=True)
-        first = w.start("retrain", {"trigger": "on-demand"})
-        sagemaker = boto3.client("sagemaker", region_name=REGION)
-        deadline = time.monotonic() + 120
-        while not sagemaker.list_training_jobs()["TrainingJobSummaries"]:
-            assert time.monotonic() < deadline, "the first run never started its training job"
-            time.sleep(0.1)
-        # While it trains, a second run is refused at its first step and changes nothing.
-        refused = w.run("retrain", {"trigger": "schedule"})
-        assert (refused["status"], refused["error"]) == ("FAILED", "RetrainRunning")
-        assert read_lock(w.s3, BUCKET, "retrain/").execution == first  # type: ignore[union-attr]
-
-        run = w.wait(first)
-        assert run["status"] == "SUCCEEDED", w.why(run)
-        result = json.loads(run["output"])
-        assert result["status"] == "rejected", result
-        assert "held-out nDCG@10" in result["reason"] or "within" in result["reason"]
-        assert result["rollout"] == ""
-        assert w.serving() == "demo-clip@1"
-        assert read_record(w.s3, BUCKET, "demo-clip@1").state == "production"  # type: ignore[union-attr]
-        record = read_record(w.s3, BUCKET, result["candidate"])
-        assert record is not None and record.state == "rejected"
-        assert not w.sfn.list_executions(stateMachineArn=w.machines["rollout"])["executions"]
-        alerts = w.alerts()
-        assert any("retraining rejected" in a["Subject"] for a in alerts), alerts
-        assert read_lock(w.s3, BUCKET, "retrain/") is None
-
-        # Too little new data since that run: the next one is a skip, not a failure.
-        skipped = w.run("retrain", {"trigger": "schedule"})
-        assert skipped["status"] == "SUCCEEDED"
-        output = json.loads(skipped["output"])
-        assert output["status"] == "skipped" and "too little new data" in output["reason"]
 
 
 def test_a_lock_left_by_an_ended_run_is_taken_over(tmp_path: Path) -> None:
