@@ -4,11 +4,12 @@
 
     now_iso()                                  # "2025-01-01T00:00:00.000000Z"
     parse_iso("2025-01-01T00:00:00.000000Z")   # an aware datetime, UTC
+    shift_iso("2025-01-01T00:00:00.000000Z", timedelta(seconds=-2))  # "2024-12-31T23:59:58..."
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -26,3 +27,12 @@ def parse_iso(text: str) -> datetime:
         raise ValueError(
             f"{text!r} is not a UTC timestamp like 2025-01-01T00:00:00.000000Z"
         ) from exc
+
+
+def shift_iso(iso: str, delta: timedelta) -> str:
+    """``iso`` moved by ``delta``, in the service's format; "" (the beginning) when unparsable."""
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    return (moment + delta).strftime(ISO_FORMAT)

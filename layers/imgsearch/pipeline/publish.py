@@ -27,7 +27,7 @@ from imgsearch.catalog.versions import (
     versions_to_delete,
     write_publish_record,
 )
-from imgsearch.core.clock import ISO_FORMAT, now_iso, parse_iso
+from imgsearch.core.clock import now_iso, shift_iso
 from imgsearch.core.config import Settings
 from imgsearch.pipeline.contracts import PublishResult
 
@@ -40,12 +40,8 @@ class NotValidated(PipelineError):
 
 def scan_started(snapshot: SnapshotManifest) -> str:
     """When the snapshot's scan began: ``taken_at`` (its end) less its duration; "" when
-    ``taken_at`` is not a service timestamp."""
-    try:
-        ended = parse_iso(snapshot.taken_at)
-    except ValueError:
-        return ""
-    return (ended - timedelta(seconds=snapshot.scan_seconds)).strftime(ISO_FORMAT)
+    ``taken_at`` is not a timestamp."""
+    return shift_iso(snapshot.taken_at, -timedelta(seconds=snapshot.scan_seconds))
 
 
 def current_from_report(report: IndexReport, previous: str) -> CurrentIndex:

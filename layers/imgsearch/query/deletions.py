@@ -17,9 +17,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from imgsearch.core.clock import ISO_FORMAT
+from imgsearch.core.clock import shift_iso
 from imgsearch.store import EmbeddingStore
 
 SNAPSHOT_LOOKBACK = timedelta(hours=1)
@@ -32,18 +32,9 @@ GSI_SLACK = timedelta(seconds=30)
 so a tombstone may become visible after a newer one has been seen."""
 
 
-def shift(iso: str, delta: timedelta) -> str:
-    """``iso`` moved by ``delta``, in the table's format; "" (the beginning) when unparsable."""
-    try:
-        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return ""
-    return (moment + delta).strftime(ISO_FORMAT)
-
-
 def tombstones_since(built_at: str) -> str:
     """The ``deleted_at`` lower bound for an index built at ``built_at`` (ISO 8601, UTC)."""
-    return shift(built_at, -SNAPSHOT_LOOKBACK)
+    return shift_iso(built_at, -SNAPSHOT_LOOKBACK)
 
 
 class DeletedKeys:
@@ -83,7 +74,7 @@ class DeletedKeys:
         """Fetch the tombstones written since shortly before the watermark."""
         with self._lock:
             started = self._clock()
-            since = shift(self._watermark, -GSI_SLACK) if self._watermark else ""
+            since = shift_iso(self._watermark, -GSI_SLACK) if self._watermark else ""
             for key, deleted_at in self.store.deleted_since(self.model, since):
                 self._keys[key] = max(self._keys.get(key, ""), deleted_at)
                 self._watermark = max(self._watermark, deleted_at)

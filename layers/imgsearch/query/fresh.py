@@ -33,8 +33,9 @@ import numpy as np
 
 from imgsearch.catalog.current import CurrentIndex
 from imgsearch.catalog.recent import RecentImage
+from imgsearch.core.clock import shift_iso
 from imgsearch.core.vectors import l2_normalise
-from imgsearch.query.deletions import shift, tombstones_since
+from imgsearch.query.deletions import tombstones_since
 from imgsearch.store import EmbeddingRecord, EmbeddingStore
 from imgsearch.store.schema import FRESH_SHARDS
 
@@ -136,13 +137,14 @@ class FreshVectors:
         if rows.count == 0 or count <= 0:
             return []
         scores = rows.vectors[: rows.count] @ np.asarray(query, dtype=np.float32)
-        if count < rows.count:
-            # Superseded rows may take places: ask for as many more as there are.
-            wanted = min(rows.count, count + rows.count - len(self._latest))
-            best = np.argpartition(-scores, wanted - 1)[:wanted] if wanted < rows.count else None
-        else:
-            best = None
-        candidates = np.arange(rows.count) if best is None else best
+        # Superseded rows may take places: ask for as many more as there are (never fewer
+        # than ``count``: a refresh may add keys after ``rows`` was read).
+        wanted = count + max(0, rows.count - len(self._latest))
+        candidates = (
+            np.argpartition(-scores, wanted - 1)[:wanted]
+            if wanted < rows.count
+            else range(rows.count)
+        )
         matches = [
             FreshMatch(rows.keys[r], int(rows.ids[r]), float(scores[r]), rows.embedded[r])
             for r in candidates
@@ -198,7 +200,7 @@ class FreshVectors:
         """Up to ``cap`` records of ``shard`` newer than what is held of their key."""
         # Re-read the slack (GSI writes propagate out of order), never before ``since``:
         # older vectors are in the index (the snapshot's scan reads consistently).
-        since = max(self.since, shift(self._watermarks[shard], -FRESH_SLACK))
+        since = max(self.since, shift_iso(self._watermarks[shard], -FRESH_SLACK))
         new: list[EmbeddingRecord] = []
         for record in self.store.embedded_since(self.model, shard, since):
             row = self._latest.get(record.key)
