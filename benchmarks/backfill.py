@@ -15,8 +15,11 @@
 2. Photos: 12 MP JPEGs (4000x3000, quality 90, ~3.8 MB) through the same chunk handler, one
    child, for the demo bundle and the ViT-B/32-shaped random-weight bundles (fp32 and int8, cached
    in ``benchmarks/.cache`` by ``_common`` and shared with ``benchmarks/embed.py``), at 1 thread
-   (and 2 with ``--two-threads``), with where the time goes (the ``Timings`` of every
-   ``Ingestor.backfill`` call).
+   and 2, with where the time goes (the ``Timings`` of every
+   ``Ingestor.backfill`` call); then again with S3 slowed to a Lambda's download rate
+   (``EmulatedLink``: every ``GetObject`` waits for a first byte and for its bytes to pass one
+   link shared by the function's reads), to measure how much of the read hides behind the
+   decode and the model (a chunk reads the next batch while it embeds this one).
 3. 10M images on AWS at ``--aws-concurrency`` chunk Lambdas: time and cost from the photos'
    measured seconds per image, with every price and assumption written into the result.
 
@@ -43,9 +46,10 @@ import multiprocessing
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +74,11 @@ from imgsearch_devkit.local.lambda_dispatch import (  # noqa: E402
     install_lambda_dispatch,
     pipeline_routes,
 )
+from imgsearch_devkit.local.template import load_template  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from imgsearch.backfill.layout import RunLayout  # noqa: E402
+from imgsearch.backfill.listing import MANIFEST_WRITERS  # noqa: E402
 from imgsearch.core.aws import Clients  # noqa: E402
 from imgsearch.core.config import LAMBDA_VCPU_MB, Settings, lambda_threads  # noqa: E402
 from imgsearch.ingest.pipeline import BatchReport, Ingestor, Timings  # noqa: E402
@@ -82,6 +88,7 @@ from imgsearch.store import table_definition  # noqa: E402
 CACHE = ROOT / "benchmarks" / ".cache"
 DEMO = ROOT / "models" / "demo-clip"
 DEFINITION = ROOT / "statemachine" / "backfill.asl.json"
+TEMPLATE = load_template(ROOT / "template.yaml")
 REGION = "us-east-1"
 USER_BUCKET, SERVICE_BUCKET = "bench-photos", "imgsearch-bench-service"
 TABLE = "imgsearch-bench-backfill"
@@ -118,19 +125,14 @@ class Aws:
     """``IMGSEARCH_BACKFILL_CHUNK_SIZE``'s default."""
     list_objects_per_call: int = 1_000_000
     """``IMGSEARCH_BACKFILL_LIST_OBJECTS_PER_CALL``'s default."""
-    chunk_memory_mb: int = 3008
-    """``BackfillChunkFunction``'s MemorySize in template.yaml."""
-    cpu_speedup: float = 1.45
-    """Decode+preprocess+model time on the chunk function vs 1 thread here: 3008 MB is 1.70 vCPU
-    and ``lambda_threads`` gives 2 threads (decode pool and onnxruntime); assumed 85 % parallel
-    efficiency and a Lambda vCPU as fast as one core here. An estimate: this shared VM cannot
-    measure its own 2-thread gain reliably (CPU steal)."""
+    chunk_memory_mb: int = int(TEMPLATE["Parameters"]["BackfillChunkMemorySize"]["Default"])
+    """``BackfillChunkFunction``'s MemorySize: the template's default."""
     list_memory_mb: int = 1024
     report_memory_mb: int = 1024
     batch_size: int = 16
     """``IMGSEARCH_EMBED_BATCH_SIZE``: images read together, then embedded in one call."""
     s3_mb_per_second: float = 90.0
-    """Assumed S3 download rate of one function (its batch's GETs run in parallel)."""
+    """Assumed S3 download rate of one function (its batch's GETs share it)."""
     s3_first_byte_seconds: float = 0.03
     dynamodb_round_trip_seconds: float = 0.01
     """Each batch waits for two DynamoDB round trips (the parallel by-sha256 queries, then the
@@ -140,6 +142,7 @@ class Aws:
     list_page_seconds: float = 0.05
     """One ListObjectsV2 page of 1,000 keys; the listing runs before the Map, one page at a time."""
     manifest_put_seconds: float = 0.02
+    """One chunk manifest's PutObject; ``MANIFEST_WRITERS`` run beside the listing."""
     report_seconds: float = 30.0
     """Finish: reading every chunk's result (16 at a time) and writing the report."""
     gsi_wru_per_item: int = 1
@@ -213,6 +216,29 @@ def make_images(
 def upload(s3: Any, prefix: str, images: Sequence[bytes]) -> None:
     for n, body in enumerate(images):
         s3.put_object(Bucket=USER_BUCKET, Key=f"{prefix}{n:06d}.jpg", Body=body)
+
+
+class EmulatedLink:
+    """S3 at one function's download rate: each ``GetObject`` response waits for a first byte,
+    then for its bytes to pass one link that all of the client's reads share (what a Lambda's
+    network is), before the caller gets it. Emulates AWS's network, changes none of our code."""
+
+    def __init__(self, mb_per_second: float, first_byte_seconds: float) -> None:
+        self.bytes_per_second = mb_per_second * 1e6
+        self.first_byte = first_byte_seconds
+        self._lock = threading.Lock()
+        self._free_at = 0.0
+
+    def attach(self, s3: Any) -> None:
+        s3.meta.events.register("after-call.s3.GetObject", self._wait)
+
+    def _wait(self, parsed: dict[str, Any], **_: Any) -> None:
+        size = int(parsed.get("ContentLength") or 0)
+        arrived = time.perf_counter() + self.first_byte
+        with self._lock:
+            self._free_at = max(self._free_at, arrived) + size / self.bytes_per_second
+            done = self._free_at
+        time.sleep(max(0.0, done - time.perf_counter()))
 
 
 # -- the stack -----------------------------------------------------------------------------------
@@ -310,9 +336,16 @@ def observe_timings(calls: list[Timings]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def backfill_stack(
-    bundle: Path, threads: int, topic: str, cache: Path, label: str, max_concurrency: int
+    bundle: Path,
+    threads: int,
+    topic: str,
+    cache: Path,
+    label: str,
+    max_concurrency: int,
+    link: EmulatedLink | None = None,
 ) -> Iterator[Stack]:
-    """The backfill of ``tests/integration/backfill_support.py``, for ``bundle``."""
+    """The backfill of ``tests/integration/backfill_support.py``, for ``bundle``; ``link``
+    slows the handlers' S3 reads to a Lambda's."""
     settings = Settings.from_env(
         {
             "AWS_REGION": REGION,
@@ -329,6 +362,8 @@ def backfill_stack(
         }
     )
     clients = Clients.for_settings(settings)
+    if link:
+        link.attach(clients.s3)
     routes = pipeline_routes(settings, clients, handlers=BACKFILL_HANDLERS)
     stack = Stack(
         sfn=boto3.client("stepfunctions", region_name=REGION),
@@ -380,30 +415,56 @@ def table_item_bytes(dynamodb: Any) -> float:
 # -- the 10M estimate ----------------------------------------------------------------------------
 
 
-def lambda_estimate(
-    photo: dict[str, Any], speedup_2: float, aws: Aws, speedup: float = 0.0
-) -> dict[str, Any]:
-    """Seconds per image of the chunk function on Lambda, from the 1-thread measurement."""
+def read_seconds(mb_per_image: float, aws: Aws) -> float:
+    """S3 time per image of a batch read at once over one function's link."""
+    return mb_per_image / aws.s3_mb_per_second + aws.s3_first_byte_seconds / aws.batch_size
+
+
+def overlap(row: dict[str, Any], aws: Aws) -> dict[str, float]:
+    """How much of the emulated read the chunk hid behind its decode and model call: 1 when
+    the run with the link took no longer than without it (plus the first batch's read, which
+    nothing hides), 0 when it took the read's whole time on top."""
+    plain, linked = row[f"threads_{row['link_threads']}"]["chunk_s"], row["link"]["chunk_s"]
+    read = read_seconds(row["mb"], aws)
+    first_batch = read * aws.batch_size / row["images"]
+    hidden = 1.0 - (linked - plain - first_batch) / read
+    return {
+        "read_s": read,
+        "without_link_s": plain,
+        "with_link_s": linked,
+        "serial_s": plain + read,
+        "overlapped_s": max(plain, read) + first_batch,
+        "hidden_share": min(1.0, max(0.0, hidden)),
+    }
+
+
+def lambda_estimate(photo: dict[str, Any], aws: Aws, efficiency: float) -> dict[str, Any]:
+    """Seconds per image of the chunk function on Lambda, from the 1-thread measurement, each
+    thread its vCPUs carry at ``efficiency``, and the share of the read that the run with the
+    emulated link hid (``overlap``)."""
     vcpus = aws.chunk_memory_mb / LAMBDA_VCPU_MB
     threads = lambda_threads({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(aws.chunk_memory_mb)})
-    if not speedup:
-        # 2 threads on 1.70 vCPU: the 2-thread speed-up on this 2-core machine, times 1.70/2;
-        # never below 1 (a loaded machine measures less than the second thread gives).
-        speedup = max(1.0, speedup_2 * min(vcpus, threads) / 2) if threads > 1 else 1.0
-    cpu = photo["decode_preprocess_s"] + photo["model_s"] + photo["sha256_s"]
-    io_s = (
-        photo["mb_per_image"] / aws.s3_mb_per_second
-        + (aws.s3_first_byte_seconds + 2 * aws.dynamodb_round_trip_seconds) / aws.batch_size
-        + aws.chunk_overhead_seconds / aws.chunk_size
+    speedup = max(1.0, efficiency * min(vcpus, threads))
+    cpu = (photo["decode_preprocess_s"] + photo["model_s"] + photo["sha256_s"]) / speedup
+    read = read_seconds(photo["mb_per_image"], aws)
+    hidden = photo["hidden_share"]
+    # The longer of the two sets the pace; what of the shorter was not hidden adds to it.
+    overlapped = max(cpu, read) + (1.0 - hidden) * min(cpu, read)
+    other_io = (
+        2 * aws.dynamodb_round_trip_seconds / aws.batch_size
+        + (aws.chunk_overhead_seconds + read * aws.batch_size) / aws.chunk_size
     )
     return {
         "vcpus": round(vcpus, 2),
         "threads": threads,
-        "cpu_speedup_assumed": round(speedup, 3),
-        "cpu_s_1_thread": cpu,
-        "cpu_s": cpu / speedup,
-        "io_s": io_s,
-        "seconds_per_image": cpu / speedup + io_s,
+        "thread_efficiency": efficiency,
+        "cpu_speedup": round(speedup, 3),
+        "cpu_s_1_thread": cpu * speedup,
+        "cpu_s": cpu,
+        "read_s": read,
+        "read_hidden_share": hidden,
+        "other_io_s": other_io,
+        "seconds_per_image": overlapped + other_io,
     }
 
 
@@ -411,7 +472,10 @@ def aws_estimate(seconds_per_image: float, item_size: float, aws: Aws) -> dict[s
     images, chunks = aws.images, math.ceil(aws.images / aws.chunk_size)
     pages = math.ceil(images / 1000)
     listing_calls = math.ceil(images / aws.list_objects_per_call)
-    listing_s = pages * aws.list_page_seconds + chunks * aws.manifest_put_seconds
+    listing_s = (
+        max(pages * aws.list_page_seconds, chunks * aws.manifest_put_seconds / MANIFEST_WRITERS)
+        + aws.manifest_put_seconds
+    )
     embed_s = images * seconds_per_image / aws.concurrency + seconds_per_image * aws.chunk_size
     total_s = listing_s + embed_s + aws.report_seconds
     chunk_gb_s = images * seconds_per_image * aws.chunk_memory_mb / 1024
@@ -461,6 +525,26 @@ def aws_estimate(seconds_per_image: float, item_size: float, aws: Aws) -> dict[s
 # -- main ----------------------------------------------------------------------------------------
 
 
+SIZING_MB = (3008, 5307, 7076, 10240)
+"""Chunk function sizes the estimate is also made at: 1.7, 3, 4 and 5.8 vCPUs."""
+
+
+def brief(
+    measured: dict[str, Any], efficiency: float, row: dict[str, Any], aws: Aws
+) -> dict[str, Any]:
+    """The estimate's headline figures at ``aws.chunk_memory_mb``."""
+    on_lambda = lambda_estimate(measured, aws, efficiency)
+    estimate = aws_estimate(on_lambda["seconds_per_image"], row["item_bytes"], aws)
+    return {
+        "vcpus": on_lambda["vcpus"],
+        "threads": on_lambda["threads"],
+        "seconds_per_image": on_lambda["seconds_per_image"],
+        "total_seconds": estimate["total_seconds"],
+        "meets_target": estimate["meets_target"],
+        "cost_usd": estimate["cost_usd"]["total"],
+    }
+
+
 def per_image(run: Run) -> dict[str, float]:
     t, images = run.timings, max(1, run.timings.model_images)
     return {
@@ -497,23 +581,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--aws-images", type=int, default=Aws.images)
     parser.add_argument("--aws-concurrency", type=int, default=Aws.concurrency)
     parser.add_argument("--no-b32", action="store_true", help="photos with the demo bundle only")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of the photo cases")
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--demo", type=Path, default=DEMO, help="the demo bundle folder")
     parser.add_argument(
-        "--lambda-speedup",
+        "--thread-efficiency",
         type=float,
-        default=Aws.cpu_speedup,
-        help="CPU speed-up of the 3008 MB chunk function over 1 thread here (0: the 2-thread "
-        "speed-up measured here, times 1.70/2)",
-    )
-    parser.add_argument(
-        "--two-threads",
-        action="store_true",
-        help="also time the photos at IMGSEARCH_THREADS=2 (the 2-thread speed-up)",
+        default=0.0,
+        help="speed-up per thread of the chunk function on Lambda (default: half the 2-thread "
+        "speed-up measured here)",
     )
     args = parser.parse_args(argv)
-    if not args.lambda_speedup and not args.two_threads:
-        parser.error("--lambda-speedup 0 needs --two-threads (the speed-up it measures)")
     command = sys.argv[1:] if argv is None else argv
     # moto's ASL parser warns on every parse that it ignores ToleratedFailurePercentage (the
     # ASL's chunks record their own failures on the Catch path, so the runs do not depend on it).
@@ -562,7 +640,7 @@ def main(argv: list[str] | None = None) -> None:
         upload(s3, PHOTOS, photos)
         del small, warm
 
-        def stack(bundle: Path, threads: int, label: str) -> Any:
+        def stack(bundle: Path, threads: int, label: str, link: EmulatedLink | None = None) -> Any:
             return backfill_stack(
                 bundle,
                 threads,
@@ -570,6 +648,7 @@ def main(argv: list[str] | None = None) -> None:
                 Path(models),
                 label,
                 max(4, *args.concurrency, *args.force_concurrency),
+                link,
             )
 
         print(f"\n1. Distributed Map, demo bundle, {args.images} images", flush=True)
@@ -608,26 +687,36 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n2. {args.photo_images} 12 MP photos, one child", flush=True)
         for label, bundle in bundles.items():
             row: dict[str, Any] = {"model": label, "images": len(photos), "mb": photo_mb}
-            for threads in (1, 2) if args.two_threads else (1,):
-                with (
-                    contextlib.redirect_stdout(devnull),
-                    stack(bundle, threads, f"photo-{threads}") as photo,
-                ):
-                    photo.reset_table()
-                    run = photo.run(PHOTOS, min(len(photos), 1000), 1)
-                    assert run.report["failed"] == 0, run.report
-                    assert run.timings.model_images == len(photos), run.report
-                    row[f"threads_{threads}"] = {
-                        **per_image(run),
-                        "wall_s": run.seconds / len(photos),
-                    }
-                    row["model_id"] = photo.model_id
-                    row["item_bytes"] = table_item_bytes(photo.dynamodb)
-            one, two = row["threads_1"], row.get("threads_2")
+            # The link at 2 threads: nearer the Lambda's balance of CPU and I/O than 1. The three
+            # cases take turns, ``--rounds`` times, and each keeps its median run: this VM's
+            # speed drifts by a fifth between minutes.
+            link = EmulatedLink(aws.s3_mb_per_second, aws.s3_first_byte_seconds)
+            cases = [("threads_1", 1, None), ("threads_2", 2, None), ("link", 2, link)]
+            row["link_threads"] = 2
+            runs: dict[str, list[dict[str, float]]] = {case: [] for case, _, _ in cases}
+            for turn in range(args.rounds):
+                for case, threads, emulated in cases:
+                    with (
+                        contextlib.redirect_stdout(devnull),
+                        stack(bundle, threads, f"photo-{case}-{turn}", emulated) as photo,
+                    ):
+                        photo.reset_table()
+                        run = photo.run(PHOTOS, min(len(photos), 1000), 1)
+                        assert run.report["failed"] == 0, run.report
+                        assert run.timings.model_images == len(photos), run.report
+                        runs[case].append({**per_image(run), "wall_s": run.seconds / len(photos)})
+                        row["model_id"] = photo.model_id
+                        row["item_bytes"] = table_item_bytes(photo.dynamodb)
+            for case, measured_runs in runs.items():
+                ordered = sorted(measured_runs, key=lambda r: r["chunk_s"])
+                row[case] = {
+                    **ordered[len(ordered) // 2],
+                    "chunk_s_runs": [r["chunk_s"] for r in measured_runs],
+                }
+            row["overlap"] = overlap(row, aws)
+            one, two = row["threads_1"], row["threads_2"]
             cpu = ("decode_preprocess_s", "model_s")
-            row["speedup_2_threads"] = (
-                sum(one[k] for k in cpu) / sum(two[k] for k in cpu) if two else None
-            )
+            row["speedup_2_threads"] = sum(one[k] for k in cpu) / sum(two[k] for k in cpu)
             row["sha256_s"] = sha256_s
             photo_rows.append(row)
             print(f"  {label}: {ms(one['chunk_s'])} ms/image", file=sys.stderr, flush=True)
@@ -646,11 +735,12 @@ def main(argv: list[str] | None = None) -> None:
             "model_s": row["threads_1"]["model_s"],
             "sha256_s": row["sha256_s"],
             "mb_per_image": row["mb"],
+            "hidden_share": row["overlap"]["hidden_share"],
         }
-        speedup_2 = row["speedup_2_threads"] or 1.0
-        on_lambda = lambda_estimate(measured, speedup_2, aws, args.lambda_speedup)
-        # The bound where the second thread gains nothing (CPU time as measured here).
-        slowest = aws_estimate(on_lambda["cpu_s_1_thread"] + on_lambda["io_s"], 0, aws)
+        efficiency = args.thread_efficiency or row["speedup_2_threads"] / 2
+        on_lambda = lambda_estimate(measured, aws, efficiency)
+        # The bound where no thread beyond the first gains anything.
+        slowest = aws_estimate(lambda_estimate(measured, aws, 0.0)["seconds_per_image"], 0, aws)
         estimates.append(
             {
                 "model": row["model"],
@@ -660,6 +750,13 @@ def main(argv: list[str] | None = None) -> None:
                     k: slowest[k]
                     for k in ("seconds_per_image", "total_seconds", "concurrency_for_target")
                 },
+                "by_memory": [
+                    {
+                        "memory_mb": mb,
+                        **brief(measured, efficiency, row, replace(aws, chunk_memory_mb=mb)),
+                    }
+                    for mb in SIZING_MB
+                ],
             }
         )
 
@@ -705,7 +802,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"\n12 MP JPEGs (4000x3000, q90, {photo_mb:.1f} MB), one child, ms per image "
-        "(1 thread; the 2-thread speed-up of decode+model with --two-threads):\n"
+        "(1 thread; and the 2-thread speed-up of decode+model):\n"
     )
     print(
         markdown_table(
@@ -726,7 +823,37 @@ def main(argv: list[str] | None = None) -> None:
                     ms(r["threads_1"]["model_s"]),
                     ms(r["threads_1"]["s3_read_s"]),
                     ms(r["threads_1"]["dynamodb_s"]),
-                    f"{r['speedup_2_threads']:.2f}x" if r["speedup_2_threads"] else "-",
+                    f"{r['speedup_2_threads']:.2f}x",
+                ]
+                for r in photo_rows
+            ],
+        )
+    )
+    print(
+        f"\nThe same photos with S3 at {aws.s3_mb_per_second:g} MB/s per function and "
+        f"{aws.s3_first_byte_seconds * 1000:g} ms to the first byte (EmulatedLink), "
+        f"{photo_rows[0]['link_threads']} threads, ms per image through the handler:\n"
+    )
+    print(
+        markdown_table(
+            [
+                "model",
+                "without the link",
+                "read alone",
+                "with the link",
+                "if not overlapped",
+                "if fully overlapped",
+                "read hidden",
+            ],
+            [
+                [
+                    r["model"],
+                    ms(r["overlap"]["without_link_s"]),
+                    ms(r["overlap"]["read_s"]),
+                    ms(r["overlap"]["with_link_s"]),
+                    ms(r["overlap"]["serial_s"]),
+                    ms(r["overlap"]["overlapped_s"]),
+                    f"{100 * r['overlap']['hidden_share']:.0f} %",
                 ]
                 for r in photo_rows
             ],
@@ -770,16 +897,42 @@ def main(argv: list[str] | None = None) -> None:
             ],
         )
     )
+    print(
+        f"\nThe same {aws.images / 1e6:g}M images at other chunk function sizes (same "
+        "measurement and assumptions):\n"
+    )
+    print(
+        markdown_table(
+            ["model", "MB", "vCPU / threads", "s/image", "total time", "<= 1 h?", "total $"],
+            [
+                [
+                    e["model"],
+                    b["memory_mb"],
+                    f"{b['vcpus']:g} / {b['threads']}",
+                    f"{b['seconds_per_image']:.3f}",
+                    f"{b['total_seconds'] / 60:.0f} min",
+                    "yes" if b["meets_target"] else "no",
+                    f"{b['cost_usd']:.2f}",
+                ]
+                for e in estimates
+                for b in e["by_memory"]
+            ],
+        )
+    )
     first = estimates[0]["lambda"]
     print(
         f"\nAssumed (an estimate): Lambda s/image = (decode+preprocess + model + sha256, 1 "
-        f"thread here) / {first['cpu_speedup_assumed']:g} ({aws.chunk_memory_mb} MB = "
-        f"{first['vcpus']} vCPU running {first['threads']} threads, a Lambda vCPU as fast as a "
-        f"core here) + I/O, not overlapped with compute: MB / {aws.s3_mb_per_second:g} MB/s + "
-        f"({aws.s3_first_byte_seconds:g} s S3 first byte + 2 x {aws.dynamodb_round_trip_seconds:g}"
-        f" s DynamoDB) / batch of {aws.batch_size}; listing {aws.list_page_seconds:g} s per page "
-        f"of 1,000 keys + {aws.manifest_put_seconds:g} s per manifest, all before the Map "
-        f"starts. Prices: Lambda ${usd(PRICES['lambda_gb_second_x86'])}/GB-s + "
+        f"thread here) / {first['cpu_speedup']:g} ({aws.chunk_memory_mb} MB = "
+        f"{first['vcpus']} vCPU running {first['threads']} threads at "
+        f"{100 * first['thread_efficiency']:.0f} % each, a Lambda vCPU as fast as a core here), "
+        f"beside the S3 read (MB / {aws.s3_mb_per_second:g} MB/s + "
+        f"{aws.s3_first_byte_seconds:g} s first byte per batch of {aws.batch_size}): the longer "
+        "sets the pace, and the share of the shorter that the run with the link did not hide "
+        f"adds to it; + 2 x {aws.dynamodb_round_trip_seconds:g} s DynamoDB per batch and a "
+        f"chunk's first read and {aws.chunk_overhead_seconds:g} s overhead per chunk; listing "
+        f"{aws.list_page_seconds:g} s per page of 1,000 keys, with {aws.manifest_put_seconds:g} "
+        f"s manifest writes {MANIFEST_WRITERS} at a time beside it, all before the Map starts. "
+        f"Prices: Lambda ${usd(PRICES['lambda_gb_second_x86'])}/GB-s + "
         f"${PRICES['lambda_per_million_requests']}/1M requests, DynamoDB on-demand "
         f"${PRICES['dynamodb_per_million_wru']}/1M WRU and ${PRICES['dynamodb_per_million_rru']}"
         f"/1M RRU (WRU/image: the item + its KEYS_ONLY by-sha256 copy; RRU/image: "

@@ -119,10 +119,10 @@ PRICE_DYNAMODB_PER_MILLION_RRU = 0.125
 # README / docs/pipeline.md figures the 10M projection uses when no result file says otherwise.
 README_BACKFILL = {
     "model": "ViT-B/32 int8 (random)",
-    "seconds_per_image": 0.099,
-    "total_seconds": 96 * 60,
+    "seconds_per_image": 0.054,
+    "total_seconds": 55 * 60,
     "listing_seconds": 0.0,
-    "cost_usd": 74.0,
+    "cost_usd": 88.0,
     "concurrency": 200,
     "source": "README.md, Backfill table (10M images, 200 chunk Lambdas)",
 }

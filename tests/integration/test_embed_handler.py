@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -233,6 +234,30 @@ def test_same_bytes_under_several_keys_are_embedded_once(
     assert len(batch_one["ModelLatencyPerImageMs"]) == 1  # one model call, for one image
     assert metric_total(batch_two, "DuplicateContentReused") == 1
     assert "ModelLatencyPerImageMs" not in batch_two  # copied through the by-sha256 index
+
+
+def test_the_next_batch_is_read_while_this_one_is_embedded_and_written(tmp_path: Path) -> None:
+    with embed_stack(tmp_path, IMGSEARCH_EMBED_BATCH_SIZE="2") as stack:
+        bodies = [stack.uploader.put(f"images/b{n}.png", image_bytes(40 + n)) for n in range(4)]
+        second_batch_read = threading.Event()
+        first_write_saw_it: list[bool] = []
+
+        def on_get(params: dict[str, Any], **_: Any) -> None:
+            if params["Key"] in ("images/b2.png", "images/b3.png"):
+                second_batch_read.set()
+
+        def on_put(**_: Any) -> None:
+            if not first_write_saw_it:  # the first batch's first write waits for the overlap
+                first_write_saw_it.append(second_batch_read.wait(timeout=10))
+
+        stack.handler_clients.s3.meta.events.register("before-parameter-build.s3.GetObject", on_get)
+        stack.handler_clients.dynamodb.meta.events.register("before-call.dynamodb.PutItem", on_put)
+        response = stack.invoke(sqs_event(*bodies))
+
+        assert response == {"batchItemFailures": []}
+        assert first_write_saw_it == [True]
+        items = stack.items()
+        assert all(items[f"images/b{n}.png", stack.model_id].status == "ok" for n in range(4))
 
 
 def test_overwritten_object_event_is_superseded_without_a_write(stack: EmbedStack) -> None:

@@ -113,6 +113,26 @@ def test_a_changed_image_is_searched_with_its_newest_vector_only(store: Embeddin
     np.testing.assert_allclose(vector, unit(2), atol=1e-3)
 
 
+def test_a_search_holding_a_view_sees_one_refresh_whatever_comes_after(
+    store: EmbeddingStore,
+) -> None:
+    put(store, "images/a.jpg", 11, seed=1)
+    segment = fresh(store)
+    segment.refresh()
+    view = segment.view()
+    put(store, "images/a.jpg", 12, seed=2)  # a changed image, and one newly fresh
+    put(store, "images/b.jpg", 13, seed=3)
+    segment.refresh()
+
+    # The view still finds a by the row it holds, and does not claim b (an index hit of b
+    # stays visible to the search that holds it).
+    (match,) = view.search(unit(1), count=5)
+    assert (match.key, match.embedded_at) == ("images/a.jpg", stamp(11))
+    assert "images/b.jpg" not in view and len(view) == 1
+    assert [m.key for m in segment.view().search(unit(3), count=1)] == ["images/b.jpg"]
+    assert "images/b.jpg" in segment.view() and len(segment) == 2
+
+
 def test_refreshes_reread_the_slack_without_adding_twice(store: EmbeddingStore) -> None:
     clock = Clock()
     segment = fresh(store, clock=clock)

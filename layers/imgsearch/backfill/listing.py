@@ -1,7 +1,8 @@
 """The backfill's listing: the keys to embed, written as chunk manifests a few thousand at a time.
 
 The source is the bucket itself (paged ``ListObjectsV2``) or an S3 Inventory report (CSV). One
-call holds one chunk in memory and stops after ``list_objects_per_call`` objects or when its
+call holds a few chunks in memory (the one it fills and up to ``MANIFEST_WRITERS`` being
+written, as the next pages are listed) and stops after ``list_objects_per_call`` objects or when its
 Lambda is near its timeout, saying where to go on; the state machine calls again until ``done``,
 when the last call writes ``chunks.json``, the list the Distributed Map reads::
 
@@ -19,7 +20,9 @@ import io
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -46,6 +49,9 @@ logger = logging.getLogger(__name__)
 
 PAGE = 1000
 """Objects between two checks of the budget (one ``ListObjectsV2`` page), at most."""
+MANIFEST_WRITERS = 8
+"""Manifests written at once while the listing goes on: a ``PutObject`` then costs the listing
+nothing (10M keys are 10,000 manifests, over three minutes of writes one after another)."""
 INVENTORY_COLUMNS = ("Bucket", "Key", "Size", "ETag")
 """Inventory fields the backfill needs; the report must have been configured with them."""
 
@@ -99,14 +105,17 @@ def begin(
 
 
 class _Chunks:
-    """Fills chunk manifests from the objects one listing call finds, one chunk in memory."""
+    """Fills chunk manifests from the objects one listing call finds and writes them on
+    ``MANIFEST_WRITERS`` threads; ``state_after`` waits for every write (and raises its error)."""
 
-    def __init__(self, s3: Any, settings: Settings, state: ListingState) -> None:
+    def __init__(self, s3: Any, settings: Settings, state: ListingState, writers: Executor) -> None:
         self.s3, self.bucket, self.state = s3, settings.bucket, state
         self.layout = RunLayout(settings.backfill.prefix, state.run_id)
         self.buffer: list[ListedObject] = []
         self.chunks = state.chunks
         self.listed = self.queued = self.ignored = 0
+        self.writers = writers
+        self.writing: deque[Future[None]] = deque()
 
     def add(self, key: str, etag: str, size: int | None) -> None:
         self.listed += 1
@@ -128,12 +137,17 @@ class _Chunks:
             bucket=self.state.bucket,
             objects=self.buffer,
         )
-        write_object(self.s3, self.bucket, self.layout.manifest(self.chunks), manifest)
+        key = self.layout.manifest(self.chunks)
+        if len(self.writing) >= MANIFEST_WRITERS:
+            self.writing.popleft().result()
+        self.writing.append(self.writers.submit(write_object, self.s3, self.bucket, key, manifest))
         self.buffer = []
 
     def state_after(self, resume: Resume | None) -> ListingState:
         """The state once this call's objects are in manifests; ``resume`` None: all listed."""
         self.flush()
+        while self.writing:
+            self.writing.popleft().result()
         state = self.state
         update: dict[str, Any] = {
             "listed": state.listed + self.listed,
@@ -164,18 +178,19 @@ def list_more(settings: Settings, s3: Any, state: ListingState, deadline: float)
     (``time.monotonic()``); returns the state to pass to the next call."""
     if state.done:
         return state
-    chunks = _Chunks(s3, settings, state)
     budget = settings.backfill.list_objects_per_call
     page = min(PAGE, budget)
+    with ThreadPoolExecutor(MANIFEST_WRITERS, thread_name_prefix="manifests") as writers:
+        chunks = _Chunks(s3, settings, state, writers)
 
-    def spent() -> bool:
-        return chunks.listed >= budget or time.monotonic() >= deadline
+        def spent() -> bool:
+            return chunks.listed >= budget or time.monotonic() >= deadline
 
-    if state.inventory:
-        resume = _from_inventory(s3, state, chunks, spent, page)
-    else:
-        resume = _from_bucket(s3, state, chunks, spent, page)
-    after = chunks.state_after(resume)
+        if state.inventory:
+            resume = _from_inventory(s3, state, chunks, spent, page)
+        else:
+            resume = _from_bucket(s3, state, chunks, spent, page)
+        after = chunks.state_after(resume)
     logger.info(
         "backfill %s: listed %d (%d images) in %d chunks so far%s",
         state.run_id,

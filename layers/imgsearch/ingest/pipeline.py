@@ -17,7 +17,9 @@ The steps, and why:
 4. Puts, ``batch_size`` at a time: read the objects concurrently (the exact version: ``VersionId``
    when the bucket is versioned, else ``If-Match`` on the event's ETag), hash them, reuse the
    vector of bytes already embedded (this batch, else the ``by-sha256`` index), and embed the
-   remaining distinct images in one model call.
+   remaining distinct images in one model call. The next batch's objects are read while this
+   one is decoded, embedded and written, so S3's time hides behind the CPU's (at most two
+   batches' bytes are held at once).
 5. Conditional writes (``EmbeddingStore.put``): only a strictly newer sequencer wins, so a race
    with a concurrent invocation cannot bring back older state.
 
@@ -36,12 +38,13 @@ an S3 event that lands meanwhile wins, and one that lands later replaces it::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -136,6 +139,8 @@ class Timings:
     """Wall time per phase of one batch, in seconds (the benchmark's breakdown)."""
 
     s3_read: float = 0.0
+    """Time spent waiting for reads: a read that finished during the previous batch's work
+    costs nothing here."""
     preprocess: float = 0.0
     model: float = 0.0
     dynamodb: float = 0.0
@@ -194,6 +199,15 @@ def newest_per_key(events: Iterable[ObjectEvent]) -> tuple[list[ObjectEvent], li
     return newest, dropped
 
 
+def _guarded(fn: Callable[[T], None], item: T) -> BaseException | None:
+    """``fn(item)``; the exception it raised, or None."""
+    try:
+        fn(item)
+    except Exception as exc:
+        return exc
+    return None
+
+
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -222,6 +236,9 @@ class Ingestor:
         self.batch_size = batch_size
         self.log = logger or logging.getLogger(__name__)
         self._pool = ThreadPoolExecutor(max_workers=io_workers, thread_name_prefix="ingest-io")
+        # Reads of the next batch run on their own threads, so this batch's lookups and writes
+        # never queue behind them.
+        self._reads = ThreadPoolExecutor(max_workers=io_workers, thread_name_prefix="ingest-read")
 
     @classmethod
     def from_settings(
@@ -274,9 +291,7 @@ class Ingestor:
             started = time.perf_counter()
             report.outcomes.extend(self._settle(self._delete, [_Work(e) for e in deletes]))
             timings.dynamodb += time.perf_counter() - started
-        vectors: dict[str, np.ndarray | ImageError] = {}
-        for chunk in _chunks(puts, self.batch_size):
-            report.outcomes.extend(self._ingest_chunk([_Work(e) for e in chunk], vectors, timings))
+        report.outcomes.extend(self._ingest_all([_Work(e) for e in puts], timings))
         return report
 
     def backfill(
@@ -313,11 +328,7 @@ class Ingestor:
             if record:  # a replaced item keeps its sequencer: the events it saw stay seen
                 event = dataclasses.replace(event, sequencer=record.sequencer)
             works.append(_Work(event, backfill=True, read=record))
-        vectors: dict[str, np.ndarray | ImageError] = {}
-        for chunk in _chunks(works, self.batch_size):
-            report.outcomes.extend(
-                self._ingest_chunk(chunk, vectors, report.timings, reuse=not force)
-            )
+        report.outcomes.extend(self._ingest_all(works, report.timings, reuse=not force))
         return report
 
     def _held(
@@ -364,20 +375,39 @@ class Ingestor:
 
     # -- puts ----------------------------------------------------------------------------------
 
+    def _ingest_all(
+        self, works: Sequence[_Work], timings: Timings, reuse: bool = True
+    ) -> list[Outcome]:
+        """``batch_size`` at a time, each batch's reads started before the previous batch's
+        decode, model call and writes."""
+        batches = list(_chunks(works, self.batch_size))
+        vectors: dict[str, np.ndarray | ImageError] = {}
+        outcomes: list[Outcome] = []
+        reading = self._start_reads(batches[0]) if batches else []
+        for number, batch in enumerate(batches):
+            started = time.perf_counter()
+            errors = [future.result() for future in reading]
+            timings.s3_read += time.perf_counter() - started
+            following = batches[number + 1] if number + 1 < len(batches) else []
+            reading = self._start_reads(following)
+            for work, error in zip(batch, errors, strict=True):
+                if error is not None:
+                    work.done = self._failed(work.event, error)
+            outcomes.extend(self._ingest_chunk(batch, vectors, timings, reuse))
+        return outcomes
+
+    def _start_reads(self, works: Sequence[_Work]) -> list[Future[BaseException | None]]:
+        return [self._reads.submit(_guarded, self._read, work) for work in works]
+
     @tracer.capture_method(capture_response=False)
     def _ingest_chunk(
         self,
         works: Sequence[_Work],
         vectors: dict[str, np.ndarray | ImageError],
         timings: Timings,
-        reuse: bool = True,
+        reuse: bool,
     ) -> list[Outcome]:
-        started = time.perf_counter()
-        for work, error in zip(works, self._map(self._read, works), strict=True):
-            if error is not None:
-                work.done = self._failed(work.event, error)
-        timings.s3_read += time.perf_counter() - started
-
+        """One read batch: reuse or embed its distinct images, then write each."""
         readable = [w for w in works if w.done is None and w.data is not None]
         started = time.perf_counter()
         unknown = list({w.sha256: w for w in readable if w.sha256 not in vectors}.values())
@@ -521,15 +551,7 @@ class Ingestor:
 
     def _map(self, fn: Callable[[T], None], items: Sequence[T]) -> list[BaseException | None]:
         """Run ``fn`` over ``items`` on the I/O pool; the exception of each, or None."""
-
-        def guarded(item: T) -> BaseException | None:
-            try:
-                fn(item)
-            except Exception as exc:
-                return exc
-            return None
-
-        return list(self._pool.map(guarded, items))
+        return list(self._pool.map(functools.partial(_guarded, fn), items))
 
     def _settle(self, fn: Callable[[_Work], Outcome], works: Sequence[_Work]) -> list[Outcome]:
         """``fn`` over works on the I/O pool; a failure outcome for each one that raises."""

@@ -265,7 +265,8 @@ class SearchEngine:
             return [], True
         prepared, unit = vectors
         matches = served.index.search(prepared, count=count)
-        fresh = served.fresh.search(unit, count)
+        view = served.fresh.view()  # one refresh's state for the search and what it hides
+        fresh = view.search(unit, count)
         ids = np.concatenate(
             [
                 np.asarray(matches.keys, dtype=np.int64),
@@ -290,7 +291,7 @@ class SearchEngine:
             if position < indexed:
                 key = served.keys.key(found)
                 # A fresh vector of the key replaces the index's.
-                hidden = key is None or key in served.deleted or key in served.fresh
+                hidden = key is None or key in served.deleted or key in view
             else:
                 match = fresh[position - indexed]
                 key, hidden = match.key, served.deleted.hides(match.key, match.embedded_at)

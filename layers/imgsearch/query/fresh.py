@@ -15,8 +15,9 @@ version's fresh set starts from that build's snapshot)::
     for match in fresh.search(query_vector, count=21):
         match.key, match.id, match.score, match.embedded_at
 
-Rows are only appended: a changed image gets a new row and its old one is skipped, so a search
-reads a consistent prefix without a lock while a refresh appends.
+Rows are only appended: a changed image gets a new row and its old one is skipped. A search
+reads one ``FreshView`` (the rows written and which row of each key is newest, as of one
+refresh) without a lock while a refresh appends and publishes the next.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -66,14 +67,60 @@ class FreshMatch:
 
 
 @dataclass(frozen=True)
-class _Rows:
-    """What a search reads: the first ``count`` rows of the arrays are written."""
+class FreshView:
+    """The fresh set as one search sees it: the first ``count`` rows of the arrays are written,
+    and ``latest`` maps each key to its newest row among them. A refresh makes a new view; a
+    search that holds this one neither hides an indexed hit for a key it cannot see nor skips a
+    key's row for one that came after it."""
 
     vectors: np.ndarray
     ids: np.ndarray
     keys: tuple[str, ...]
     embedded: tuple[str, ...]
     count: int
+    latest: Mapping[str, int]
+
+    def __len__(self) -> int:
+        """Images held (a changed image once)."""
+        return len(self.latest)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.latest
+
+    def vector(self, key: str) -> tuple[np.ndarray, str] | None:
+        """``key``'s newest vector and its ``embedded_at``; None when it is not fresh."""
+        row = self.latest.get(key)
+        if row is None:
+            return None
+        return self.vectors[row], self.embedded[row]
+
+    def newest(self) -> Iterator[RecentImage]:
+        """Each image held, newest first (rows are appended in ``embedded_at`` order, but for a
+        shard that had more than a refresh reads)."""
+        for row in range(self.count - 1, -1, -1):
+            if self.latest.get(self.keys[row]) == row:
+                yield RecentImage(
+                    key=self.keys[row], id=int(self.ids[row]), updated_at=self.embedded[row]
+                )
+
+    def search(self, query: np.ndarray, count: int) -> list[FreshMatch]:
+        """The ``count`` best images by cosine similarity (exact), best first."""
+        if self.count == 0 or count <= 0:
+            return []
+        scores = self.vectors[: self.count] @ np.asarray(query, dtype=np.float32)
+        wanted = count + self.count - len(self.latest)  # superseded rows may take places
+        candidates = (
+            np.argpartition(-scores, wanted - 1)[:wanted]
+            if wanted < self.count
+            else range(self.count)
+        )
+        matches = [
+            FreshMatch(self.keys[r], int(self.ids[r]), float(scores[r]), self.embedded[r])
+            for r in candidates
+            if self.latest.get(self.keys[r]) == r
+        ]
+        matches.sort(key=lambda m: (-m.score, m.id))
+        return matches[:count]
 
 
 class FreshVectors:
@@ -98,60 +145,32 @@ class FreshVectors:
         self.limit = limit
         self._on_full = on_full
         self._clock = clock
-        self._rows = _Rows(np.zeros((0, dim), np.float32), np.zeros(0, np.int64), (), (), 0)
-        self._latest: dict[str, int] = {}
-        """Key -> its newest row."""
+        empty = np.zeros((0, dim), np.float32)
+        self._view = FreshView(empty, np.zeros(0, np.int64), (), (), 0, {})
         self._watermarks = [since] * FRESH_SHARDS
         """Per shard: the newest ``embedded_at`` taken from it."""
         self._checked = float("-inf")
         self._lock = threading.Lock()
         self.full = False
 
+    def view(self) -> FreshView:
+        """What one search reads, whatever refreshes run meanwhile."""
+        return self._view
+
     def __len__(self) -> int:
-        """Images held (a changed image once)."""
-        return len(self._latest)
+        return len(self._view)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._latest
+        return key in self._view
 
     def vector(self, key: str) -> tuple[np.ndarray, str] | None:
-        """``key``'s newest vector and its ``embedded_at``; None when it is not fresh."""
-        row, rows = self._latest.get(key), self._rows
-        if row is None or row >= rows.count:
-            return None
-        return rows.vectors[row], rows.embedded[row]
+        return self._view.vector(key)
 
     def newest(self) -> Iterator[RecentImage]:
-        """Each image held, newest first (rows are appended in ``embedded_at`` order, but for a
-        shard that had more than a refresh reads)."""
-        rows = self._rows
-        for row in range(rows.count - 1, -1, -1):
-            if self._latest.get(rows.keys[row]) == row:
-                yield RecentImage(
-                    key=rows.keys[row], id=int(rows.ids[row]), updated_at=rows.embedded[row]
-                )
+        return self._view.newest()
 
     def search(self, query: np.ndarray, count: int) -> list[FreshMatch]:
-        """The ``count`` best images by cosine similarity (exact), best first."""
-        rows = self._rows
-        if rows.count == 0 or count <= 0:
-            return []
-        scores = rows.vectors[: rows.count] @ np.asarray(query, dtype=np.float32)
-        # Superseded rows may take places: ask for as many more as there are (never fewer
-        # than ``count``: a refresh may add keys after ``rows`` was read).
-        wanted = count + max(0, rows.count - len(self._latest))
-        candidates = (
-            np.argpartition(-scores, wanted - 1)[:wanted]
-            if wanted < rows.count
-            else range(rows.count)
-        )
-        matches = [
-            FreshMatch(rows.keys[r], int(rows.ids[r]), float(scores[r]), rows.embedded[r])
-            for r in candidates
-            if self._latest.get(rows.keys[r]) == r
-        ]
-        matches.sort(key=lambda m: (-m.score, m.id))
-        return matches[:count]
+        return self._view.search(query, count)
 
     def refresh(self) -> None:
         """Fetch the images embedded since shortly before each shard's watermark (until
@@ -167,7 +186,7 @@ class FreshVectors:
             self.refresh()
 
     def _fetch(self) -> None:
-        room = self.limit - len(self._latest)
+        room = self.limit - len(self._view)
         # Each shard reads from its own watermark, at most ``cap`` items a refresh (bounded
         # memory when far more than the limit waits); a shard cut short goes on next time.
         cap = max(64, 2 * room // FRESH_SHARDS)
@@ -178,7 +197,7 @@ class FreshVectors:
         )
         keys, ids, vectors, embedded = [], [], [], []
         for record, shard in pending:
-            if record.key not in self._latest and len(keys) >= room:
+            if record.key not in self._view and len(keys) >= room:
                 self.full = True
                 break
             keys.append(record.key)
@@ -203,8 +222,8 @@ class FreshVectors:
         since = max(self.since, shift_iso(self._watermarks[shard], -FRESH_SLACK))
         new: list[EmbeddingRecord] = []
         for record in self.store.embedded_since(self.model, shard, since):
-            row = self._latest.get(record.key)
-            if row is not None and record.updated_at <= self._rows.embedded[row]:
+            held = self._view.vector(record.key)
+            if held is not None and record.updated_at <= held[1]:
                 continue  # held already: the slack's re-read
             new.append(record)
             if len(new) >= cap:
@@ -214,7 +233,7 @@ class FreshVectors:
     def _append(
         self, keys: list[str], ids: list[int], vectors: list[np.ndarray], embedded: list[str]
     ) -> None:
-        old = self._rows
+        old = self._view
         added = l2_normalise(np.asarray(vectors, dtype=np.float32).reshape(len(keys), self.dim))
         needed = old.count + len(keys)
         store = old.vectors
@@ -225,11 +244,11 @@ class FreshVectors:
             id_store[: old.count] = old.ids[: old.count]
         else:
             id_store = old.ids
+        # Rows past the old view's count: searches holding it never read them.
         store[old.count : needed] = added
         id_store[old.count : needed] = ids
-        # Publish the rows before the keys point at them: a search never sees a row unwritten.
-        self._rows = _Rows(
-            store, id_store, old.keys + tuple(keys), old.embedded + tuple(embedded), needed
+        latest = dict(old.latest)  # a copy per refresh that adds: the old view stays whole
+        latest.update((key, old.count + offset) for offset, key in enumerate(keys))
+        self._view = FreshView(
+            store, id_store, old.keys + tuple(keys), old.embedded + tuple(embedded), needed, latest
         )
-        for offset, key in enumerate(keys):
-            self._latest[key] = old.count + offset
