@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+EVENT_FIXTURE = RESULTS.parents[1] / "tests" / "fixtures" / "events" / "apigw-http-search.json"
 
 
 def time_interleaved(
@@ -74,6 +75,29 @@ def environment(*packages: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "packages": {name: _version(name) for name in packages},
     }
+
+
+def api_event(
+    method: str, path: str, query: dict[str, str], body: bytes | None = None
+) -> dict[str, Any]:
+    """API Gateway's HTTP API (payload 2.0) event for ``method path?query``, a JPEG ``body``
+    when given, from the test suite's recorded event::
+
+        handler(api_event("GET", "/search", {"q": "a red bicycle", "k": "20"}), context)
+    """
+    import base64
+    from urllib.parse import urlencode
+
+    data = json.loads(EVENT_FIXTURE.read_text(encoding="utf-8"))
+    data["rawPath"] = path
+    data["requestContext"]["http"].update(method=method, path=path)
+    data["rawQueryString"] = urlencode(query)
+    data["queryStringParameters"] = query
+    if body is not None:
+        data["body"] = base64.b64encode(body).decode()
+        data["isBase64Encoded"] = True
+        data["headers"]["content-type"] = "image/jpeg"
+    return data
 
 
 def write_results(name: str, data: dict[str, Any]) -> Path:

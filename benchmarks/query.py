@@ -25,7 +25,6 @@ Prints a markdown table and writes ``benchmarks/results/query.json``.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import os
@@ -38,7 +37,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / ".cache"
-FIXTURE = ROOT / "tests" / "fixtures" / "events" / "apigw-http-search.json"
 BUCKET = "bench-images"
 TABLE = "bench-embeddings"
 EXPANSION_FILE = "expansion_search"
@@ -57,21 +55,6 @@ def percentile(values: list[float], q: float) -> float:
 
 
 # -- worker: one fresh interpreter, the real handler -------------------------------------------
-
-
-def event(method: str, path: str, query: dict[str, str], body: bytes | None = None) -> dict:
-    from urllib.parse import urlencode
-
-    data = json.loads(FIXTURE.read_text(encoding="utf-8"))
-    data["rawPath"] = path
-    data["requestContext"]["http"].update(method=method, path=path)
-    data["rawQueryString"] = urlencode(query)
-    data["queryStringParameters"] = query
-    if body is not None:
-        data["body"] = base64.b64encode(body).decode()
-        data["isBase64Encoded"] = True
-        data["headers"]["content-type"] = "image/jpeg"
-    return data
 
 
 def worker(rounds: int, image_rounds: int) -> dict[str, Any]:
@@ -96,7 +79,7 @@ def worker(rounds: int, image_rounds: int) -> dict[str, Any]:
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     sys.path.insert(0, str(ROOT / "tools"))
-    from _common import photo_like_jpeg
+    from _common import api_event, photo_like_jpeg
     from imgsearch_devkit.local.lambda_context import LambdaContext
     from random_clip import WORDS
 
@@ -121,10 +104,12 @@ def worker(rounds: int, image_rounds: int) -> dict[str, Any]:
         return elapsed
 
     cases = {
-        "text (new query)": lambda i: event("GET", "/search", {"q": fresh[i], "k": "20"}),
-        "text (cached query)": lambda i: event("GET", "/search", {"q": repeated[i % 5], "k": "20"}),
-        "image (640x480 JPEG)": lambda i: event("POST", "/search", {"k": "20"}, photo),
-        "similar": lambda i: event(
+        "text (new query)": lambda i: api_event("GET", "/search", {"q": fresh[i], "k": "20"}),
+        "text (cached query)": lambda i: api_event(
+            "GET", "/search", {"q": repeated[i % 5], "k": "20"}
+        ),
+        "image (640x480 JPEG)": lambda i: api_event("POST", "/search", {"k": "20"}, photo),
+        "similar": lambda i: api_event(
             "GET", f"/images/{keys[i].replace('/', '%2F')}/similar", {"k": "20"}
         ),
     }

@@ -69,8 +69,9 @@ sys.path.insert(0, str(ROOT / "functions"))
 import boto3  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
-from _common import environment, markdown_table, write_results  # noqa: E402
-from backfill import PHOTOGRAPHS, make_images  # noqa: E402
+from _common import api_event, environment, markdown_table, write_results  # noqa: E402
+from backfill import make_images  # noqa: E402
+from imgsearch_devkit.demo.photos import COLOUR_PHOTOGRAPHS  # noqa: E402
 from imgsearch_devkit.local.lambda_context import LambdaContext  # noqa: E402
 from imgsearch_devkit.local.lambda_dispatch import (  # noqa: E402
     BACKFILL_HANDLERS,
@@ -112,7 +113,7 @@ GOLDEN = {
     "chelsea": "a cat",
     "rocket": "a rocket on the launch pad",
 }
-"""Golden queries: each is relevant to the images cut from one of ``PHOTOGRAPHS``."""
+"""Golden queries: each is relevant to the images cut from one of ``COLOUR_PHOTOGRAPHS``."""
 QUERIES = [*GOLDEN.values(), "stars in the night sky", "cells under a microscope", "an eye"]
 PRICE_LAMBDA_GB_SECOND = 0.0000166667
 PRICE_DYNAMODB_PER_MILLION_RRU = 0.125
@@ -238,7 +239,7 @@ def seed(w: World, images: list[bytes]) -> dict[str, float]:
     for n, body in enumerate(images):
         key = f"{PREFIX}{n:06d}.jpg"
         w.s3.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType="image/jpeg")
-        photograph = PHOTOGRAPHS[n % len(PHOTOGRAPHS)]  # as backfill.photo_variant picks it
+        photograph = COLOUR_PHOTOGRAPHS[n % len(COLOUR_PHOTOGRAPHS)]  # as photo_variant picks
         if photograph in relevant:
             relevant[photograph].append(key)
     golden = [json.dumps({"query": GOLDEN[p], "relevant": keys}) for p, keys in relevant.items()]
@@ -298,37 +299,6 @@ def nested_seconds(w: World, parent: str, machine: str, suffix: str) -> dict[str
 # -- the query client and the memory sampler -----------------------------------------------------
 
 
-def http_event(query: str, k: int) -> dict[str, Any]:
-    """API Gateway's payload 2.0 event for ``GET /search?q=...&k=...``."""
-    from urllib.parse import urlencode
-
-    return {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": "/search",
-        "rawQueryString": urlencode({"q": query, "k": str(k)}),
-        "headers": {"accept": "application/json", "content-length": "0", "host": "bench"},
-        "queryStringParameters": {"q": query, "k": str(k)},
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "bench",
-            "domainName": "bench",
-            "http": {
-                "method": "GET",
-                "path": "/search",
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.10",
-                "userAgent": "rollout-bench",
-            },
-            "requestId": uuid.uuid4().hex[:16],
-            "routeKey": "$default",
-            "stage": "$default",
-            "timeEpoch": int(time.time() * 1000),
-        },
-        "isBase64Encoded": False,
-    }
-
-
 @dataclass
 class Answer:
     phase: str
@@ -358,7 +328,7 @@ class Client:
             # A new query text each call (a counter in it) so no embedding cache answers.
             text = f"{QUERIES[n % len(QUERIES)]} {n}"
             n += 1
-            phase, event = self.phase, http_event(text, self.k)
+            phase, event = self.phase, api_event("GET", "/search", {"q": text, "k": str(self.k)})
             wall, started = time.time(), time.perf_counter()
             try:
                 with self.sandbox:

@@ -4,8 +4,12 @@ text kept out of messages, a pixel and a decode-time budget, one upload limit, 4
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import os
 import struct
+import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -152,6 +156,47 @@ def test_while_nothing_is_served_current_json_is_read_at_most_once_a_second(stac
     server.refresh_if_due()
     assert len(reads) == 2
     assert server.served is not None and server.served.version == current.version
+
+
+def _nice() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice is per thread on Linux")
+def test_a_background_refresh_and_what_it_starts_run_at_the_configured_priority(stack):
+    seen: dict[str, int] = {}
+    now = [100.0]
+
+    def models(model_id: str):
+        seen["refresh"] = _nice()
+        child = threading.Thread(target=lambda: seen.update(started=_nice()))
+        child.start()
+        child.join()
+        return stack.model
+
+    assert stack.settings.index.refresh_nice == 0  # the default: the requests' priority
+    server = IndexServer(
+        stack.s3,
+        BUCKET,
+        dataclasses.replace(stack.settings.index, refresh_nice=19),
+        models,
+        lambda current: DeletedKeys(stack.store, current.model, current.built_at, 0),
+        lambda current, model: FreshVectors(
+            stack.store, current.model, current.built_at, model.dim, 0, 10
+        ),
+        clock=lambda: now[0],
+    )
+    requests = _nice()
+    stack.publish()
+    server.refresh_if_due()  # nothing served yet: in the request, at its priority
+    assert server.served is not None and seen["refresh"] == requests
+    second = stack.publish()
+    now[0] += stack.settings.index.refresh_seconds
+    server.refresh_if_due()
+    server.wait(30)
+    assert server.served.version == second.version
+    assert seen == {"refresh": 19, "started": 19}  # what it starts inherits it
+    assert _nice() == requests
 
 
 def test_refresh_now_serves_a_new_version_at_once(tmp_path, model, images):

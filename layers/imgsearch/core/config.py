@@ -174,6 +174,12 @@ class IndexSettings:
     scan_segments: int = env("IMGSEARCH_SCAN_SEGMENTS", 4)
     cache_dir: str = env("IMGSEARCH_INDEX_CACHE_DIR", "/tmp/imgsearch/indexes")
     refresh_seconds: int = env("IMGSEARCH_INDEX_REFRESH_SECONDS", 60)
+    refresh_nice: int = env("IMGSEARCH_INDEX_REFRESH_NICE", 0, up_to(19))
+    """The background refresh's CPU priority (Linux nice, 0-19; the downloads it starts inherit
+    it). At 19 a swap takes only the CPU requests leave, which keeps a busy process's p99 during
+    a swap near its p99 before (``benchmarks/swap.py``); but a Lambda sandbox is frozen between
+    requests, so there a swap then takes longer the less busy the sandbox is. 0: the requests'
+    priority."""
     recent_images: int = env("IMGSEARCH_RECENT_IMAGES", 24, up_to(MAX_RECENT_IMAGES))
     """How many of the newest images a snapshot records for the page's first view (``GET
     /recent``); 0 records none. Bounded: they travel in the Step Functions payloads (256 KB)."""

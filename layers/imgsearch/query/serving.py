@@ -26,7 +26,9 @@ started with. A version that cannot be used is logged and skipped; the old one k
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -96,6 +98,18 @@ def load_recent(s3: Any, bucket: str, prefix: str, version: str) -> tuple[Recent
         logger.warning("index %s: recent.json ignored: %s", version, exc)
         return ()
     return recent.images if recent is not None else ()
+
+
+def lower_priority(nice: int) -> None:
+    """Run the calling thread (and the threads it starts) at ``nice`` or lower priority, where
+    the platform has per-thread priorities (Linux); elsewhere nothing changes."""
+    if nice <= 0 or not sys.platform.startswith("linux"):  # nice is per thread on Linux only
+        return
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, max(nice, os.getpriority(os.PRIO_PROCESS, thread)))
+    except OSError:  # not permitted here: the refresh still runs, at the requests' priority
+        logger.warning("the index refresh could not lower its CPU priority")
 
 
 def download_version(
@@ -282,8 +296,15 @@ class IndexServer:
         if self._worker is not None and self._worker.is_alive():
             return
         self._checked = self._clock()
-        self._worker = threading.Thread(target=self.refresh, name="index-refresh", daemon=True)
+        self._worker = threading.Thread(
+            target=self._refresh_behind, name="index-refresh", daemon=True
+        )
         self._worker.start()
+
+    def _refresh_behind(self) -> None:
+        """The background refresh, at ``refresh_nice`` (the threads it starts inherit it)."""
+        lower_priority(self.settings.refresh_nice)
+        self.refresh()
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for a background refresh to finish (tests, graceful shutdown)."""
