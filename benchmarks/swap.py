@@ -1,9 +1,9 @@
 """Query latency while the query function swaps model and index, as a Lambda sandbox sees it.
 
 A query sandbox serves one request at a time and is frozen between requests, so the swap's
-background work (the new version's download, the candidate's bundle download, sha256 check and
-text tower, the index open, the deleted and fresh sets' first reads) runs only while requests
-do: a busy sandbox is the worst case. This benchmark makes one:
+background work (the new version's download; a registered model's text tower download, sha256
+check and session; the index open; the deleted and fresh sets' first reads) runs only while
+requests do: a busy sandbox is the worst case. This benchmark makes one:
 
 - the **query function** runs in its own process, pinned to one core (``QueryFunction``'s
   MemorySize in template.yaml, 2,048 MB, is about 1.16 vCPU): the real handler

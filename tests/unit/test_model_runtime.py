@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import boto3
 import numpy as np
@@ -118,12 +119,18 @@ def test_swapped_towers_are_caught(bundle: Path) -> None:
         ClipModel.load(bundle)
 
 
-@mock_aws
-def test_s3_bundle_is_downloaded_once_and_verified(bundle: Path, tmp_path: Path) -> None:
+def _uploaded(bundle: Path) -> Any:
+    """A moto S3 client whose bucket ``models`` holds ``bundle`` at ``bundles/tiny/``."""
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="models")
     for file in bundle.iterdir():
         s3.upload_file(str(file), "models", f"bundles/tiny/{file.name}")
+    return s3
+
+
+@mock_aws
+def test_s3_bundle_is_downloaded_once_and_verified(bundle: Path, tmp_path: Path) -> None:
+    s3 = _uploaded(bundle)
     cache = tmp_path / "cache"
     first = open_bundle("s3://models/bundles/tiny/", cache, s3)
     assert first.manifest.model_id == "tiny@1" and first.root.parent == cache
@@ -147,3 +154,48 @@ def test_lazy_visual_tower_is_built_and_checked_at_first_use(bundle: Path) -> No
     broken = ClipModel.load(bundle, lazy_visual=True)  # the text tower alone loads fine
     with pytest.raises(BundleError, match=r"visual\.onnx: input shape"):
         broken.encode_images(np.zeros((1, 3, 32, 32), np.float32))
+
+
+def test_a_lazy_image_tower_file_is_verified_when_first_used(bundle: Path) -> None:
+    with (bundle / "visual.onnx").open("ab") as handle:
+        handle.write(b"tampered")
+    model = ClipModel.load(bundle, lazy_visual=True)  # only the text tower's files are checked
+    assert model.encode_text(["a red circle"]).shape == (1, 8)
+    with pytest.raises(BundleError, match=r"visual\.onnx: sha256 mismatch"):
+        model.encode_images(np.zeros((1, 3, 16, 16), np.float32))
+
+
+@mock_aws
+def test_an_s3_bundle_opened_for_text_fetches_its_image_tower_at_first_use(
+    bundle: Path, tmp_path: Path
+) -> None:
+    s3 = _uploaded(bundle)
+    cache = tmp_path / "cache"
+    fetched: list[str] = []
+    s3.meta.events.register(
+        "before-parameter-build.s3.GetObject",
+        lambda params, **kw: fetched.append(params["Key"][13:]),
+    )
+    model = ClipModel.load("s3://models/bundles/tiny/", 1, cache, s3, lazy_visual=True)
+    assert sorted(fetched) == ["model.json", "textual.onnx", "tokenizer.json"]
+    fetched.clear()
+    assert model.encode_images(np.zeros((2, 3, 16, 16), np.float32)).shape == (2, 8)
+    assert fetched == ["visual.onnx"]
+    fetched.clear()
+    again = open_bundle("s3://models/bundles/tiny", cache, s3)
+    assert fetched == [] and again.root == model.bundle.root  # every file is cached now
+
+
+@mock_aws
+def test_a_download_that_does_not_match_its_sha256_is_refused_and_not_kept(
+    bundle: Path, tmp_path: Path
+) -> None:
+    s3 = _uploaded(bundle)
+    s3.put_object(Bucket="models", Key="bundles/tiny/visual.onnx", Body=b"not the graph")
+    cache = tmp_path / "cache"
+    with pytest.raises(BundleError, match=r"s3://models/bundles/tiny/visual\.onnx: sha256"):
+        open_bundle("s3://models/bundles/tiny/", cache, s3)
+    (root,) = cache.iterdir()
+    assert [f.name for f in root.iterdir()] == ["model.json"]  # no part file left either
+    with pytest.raises(BundleError, match=r"model\.json: lists no weights\.bin"):
+        open_bundle("s3://models/bundles/tiny/", cache, s3, files=["weights.bin"])

@@ -8,14 +8,22 @@ manifest records how to preprocess images and tokenise text and the sha256 of ev
     bundle = open_bundle("s3://my-bucket/models/clip-b32@3/", cache_dir="/tmp/models")
     bundle.manifest.model_id      # "clip-b32@3"
     bundle.path("visual.onnx")    # verified local path
+
+    text_only = open_bundle(uri, files=("textual.onnx", "tokenizer.json"))
+    text_only.path("visual.onnx") # fetched and verified now, on first use
+
+A file in the download cache was verified before it got its name there, so it is not hashed
+again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import os
 import tempfile
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,14 +133,34 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+class _Deferred:
+    """The files of a bundle not verified yet, each fetched (when its bundle is on S3) and
+    verified the first time it is asked for."""
+
+    def __init__(self, names: set[str], fetch: Callable[[str], None]) -> None:
+        self._names, self._fetch = names, fetch
+        self._lock = threading.Lock()
+
+    def ready(self, name: str) -> None:
+        if name not in self._names:
+            return
+        with self._lock:
+            if name in self._names:
+                self._fetch(name)
+                self._names.discard(name)
+
+
 @dataclass(frozen=True)
 class Bundle:
-    """A verified bundle on local disk."""
+    """A bundle on local disk: ``path`` gives a file's verified local path."""
 
     root: Path
     manifest: ModelManifest
+    deferred: _Deferred | None = field(default=None, compare=False, repr=False)
 
     def path(self, name: str) -> Path:
+        if self.deferred is not None:
+            self.deferred.ready(name)
         return self.root / name
 
 
@@ -149,64 +177,95 @@ def read_manifest(root: Path) -> ModelManifest:
     return ModelManifest.from_dict(data, str(file))
 
 
-def verify(root: Path, manifest: ModelManifest) -> None:
-    """Check every file the manifest lists against its sha256."""
-    for name, expected in manifest.files.items():
-        file = root / name
-        if not file.is_file():
-            raise BundleError(str(file), "not found")
-        actual = sha256_file(file)
-        if actual != expected:
-            raise BundleError(
-                str(file), f"sha256 mismatch: model.json says {expected}, file has {actual}"
-            )
+def verify(root: Path, manifest: ModelManifest, names: Iterable[str] | None = None) -> None:
+    """Check the files ``names`` (default: every file the manifest lists) against their sha256."""
+    for name in manifest.files if names is None else names:
+        _check(root / name, manifest.files[name])
+
+
+def _check(file: Path, expected: str, shown: str = "") -> None:
+    if not file.is_file():
+        raise BundleError(shown or str(file), "not found")
+    actual = sha256_file(file)
+    if actual != expected:
+        raise BundleError(
+            shown or str(file), f"sha256 mismatch: model.json says {expected}, file has {actual}"
+        )
 
 
 def open_bundle(
-    uri: str | Path, cache_dir: str | Path = "/tmp/imgsearch/models", s3_client: Any = None
+    uri: str | Path,
+    cache_dir: str | Path = "/tmp/imgsearch/models",
+    s3_client: Any = None,
+    files: Iterable[str] | None = None,
 ) -> Bundle:
-    """Open and verify a bundle from a folder or an ``s3://bucket/prefix`` (downloaded once)."""
+    """Open a bundle from a folder or an ``s3://bucket/prefix`` (downloaded once into
+    ``cache_dir``). ``files`` (default: all) are fetched and verified now, the others when
+    ``Bundle.path`` first asks for them."""
     uri = str(uri)
-    root = _download(uri, Path(cache_dir), s3_client) if uri.startswith("s3://") else Path(uri)
-    manifest = read_manifest(root)
-    verify(root, manifest)
-    return Bundle(root=root, manifest=manifest)
-
-
-def _download(uri: str, cache_dir: Path, s3_client: Any) -> Path:
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    if not uri.startswith("s3://"):
+        root = Path(uri)
+        manifest = read_manifest(root)
+        now, later = _split(manifest, files)
+        verify(root, manifest, now)
+        return Bundle(root, manifest, _Deferred(later, lambda name: verify(root, manifest, [name])))
     if s3_client is None:
         import boto3
 
         s3_client = boto3.client("s3")
-    uri = f"s3://{bucket}/{prefix}"
-    target = cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:16]
-    if (target / MANIFEST).is_file():
-        manifest = read_manifest(target)
+    source = _S3Source(uri, Path(cache_dir), s3_client)
+    manifest = source.manifest()
+    now, later = _split(manifest, files)
+    for name in now:
+        source.fetch(manifest, name)
+    return Bundle(
+        source.root, manifest, _Deferred(later, lambda name: source.fetch(manifest, name))
+    )
+
+
+def _split(manifest: ModelManifest, files: Iterable[str] | None) -> tuple[list[str], set[str]]:
+    """The files to verify now (in the manifest's order) and those to leave for later."""
+    wanted = set(manifest.files if files is None else files)
+    if unknown := sorted(wanted - set(manifest.files)):
+        raise BundleError(MANIFEST, f"lists no {', '.join(unknown)}")
+    return [n for n in manifest.files if n in wanted], set(manifest.files) - wanted
+
+
+class _S3Source:
+    """A bundle's prefix on S3 and its folder in the download cache. A file gets its name there
+    only once it is whole and matches its sha256, so a file that is there is not hashed again."""
+
+    def __init__(self, uri: str, cache_dir: Path, s3: Any) -> None:
+        self.bucket, _, prefix = uri[len("s3://") :].partition("/")
+        self.prefix = prefix.rstrip("/") + "/" if prefix else ""
+        self.uri = f"s3://{self.bucket}/{self.prefix}"
+        self.root = cache_dir / hashlib.sha256(self.uri.encode()).hexdigest()[:16]
+        self.s3 = s3
+
+    def manifest(self) -> ModelManifest:
+        if not (self.root / MANIFEST).is_file():
+            self._download(MANIFEST, None)
+        return read_manifest(self.root)
+
+    def fetch(self, manifest: ModelManifest, name: str) -> None:
+        if not (self.root / name).is_file():
+            self._download(name, manifest.files[name])
+
+    def _download(self, name: str, sha256: str | None) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.root, prefix=f".{name}.", suffix=".part")
+        os.close(handle)
+        partial = Path(temporary)
         try:
-            verify(target, manifest)
-            return target
-        except BundleError:
-            shutil.rmtree(target, ignore_errors=True)  # a half-finished download: fetch again
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    manifest_obj = uri + MANIFEST
-    try:
-        s3_client.download_file(bucket, prefix + MANIFEST, str(staging / MANIFEST))
-    except Exception as exc:  # botocore raises several unrelated types here
-        raise BundleError(manifest_obj, f"cannot download: {exc}") from exc
-    manifest = read_manifest(staging)
-    for name in manifest.files:
-        try:
-            s3_client.download_file(bucket, prefix + name, str(staging / name))
-        except Exception as exc:
-            raise BundleError(uri + name, f"cannot download: {exc}") from exc
-    verify(staging, manifest)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    return target
+            try:
+                self.s3.download_file(self.bucket, self.prefix + name, str(partial))
+            except Exception as exc:  # botocore raises several unrelated types here
+                raise BundleError(self.uri + name, f"cannot download: {exc}") from exc
+            if sha256 is not None:
+                _check(partial, sha256, shown=self.uri + name)
+            partial.replace(self.root / name)
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 def bundle_model_id(uri: str, s3: Any, cache_dir: str) -> str:

@@ -107,8 +107,8 @@ class ClipModel:
 
     ``lazy_visual=True`` defers the image tower's session (and its shape check) to the first
     ``encode_images`` call: a query function whose traffic is mostly text then starts without
-    it (about half of the model's load time for ViT-B/32). Both towers' files are still verified
-    against their sha256 at load.
+    it (about half of the model's load time for ViT-B/32), and without its file: it is fetched
+    (from an S3 bundle) and verified against its sha256 then too.
     """
 
     def __init__(self, bundle: Bundle, threads: int = 1, lazy_visual: bool = False) -> None:
@@ -147,7 +147,8 @@ class ClipModel:
         s3_client: Any = None,
         lazy_visual: bool = False,
     ) -> ClipModel:
-        return cls(open_bundle(uri, cache_dir, s3_client), threads, lazy_visual)
+        files = (TEXTUAL, TOKENIZER) if lazy_visual else None
+        return cls(open_bundle(uri, cache_dir, s3_client, files), threads, lazy_visual)
 
     @property
     def model_id(self) -> str:
