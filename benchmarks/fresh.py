@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import environment, markdown_table, time_interleaved, write_results
+from _common import environment, markdown_table, percentile, time_interleaved, write_results
 
 import imgsearch.query.fresh  # noqa: F401  # onnxruntime before usearch
 
@@ -38,10 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "functions"))
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "cat", "hubble_deep_field")
 TARGETS = {"upload_to_searchable_p95_s": 5.0, "text_p50_added_ms": 1.0}
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
 def photos(count: int, seed: int = 0) -> list[bytes]:

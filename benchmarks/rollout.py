@@ -69,7 +69,13 @@ sys.path.insert(0, str(ROOT / "functions"))
 import boto3  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
-from _common import api_event, environment, markdown_table, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    api_event,
+    environment,
+    markdown_table,
+    percentile,
+    write_results,
+)
 from backfill import make_images  # noqa: E402
 from imgsearch_devkit.demo.photos import COLOUR_PHOTOGRAPHS  # noqa: E402
 from imgsearch_devkit.local.lambda_context import LambdaContext  # noqa: E402
@@ -364,10 +370,6 @@ class Sampler:
             loaded = len(self.client.w.service.models.loaded)
             self.samples.append((self.client.phase, process.memory_info().rss / 2**20, loaded))
             self.stop.wait(self.interval)
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
 
 
 def phase_summary(client: Client, sampler: Sampler) -> dict[str, dict[str, Any]]:

@@ -51,7 +51,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import environment, fp32_bundle, int8_bundle, markdown_table, write_results
+from _common import (
+    environment,
+    fp32_bundle,
+    int8_bundle,
+    markdown_table,
+    percentile,
+    write_results,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / ".cache"
@@ -121,10 +128,6 @@ def query_memory_mb() -> int:
 
     template = load_template(ROOT / "template.yaml")
     return int(template["Resources"]["QueryFunction"]["Properties"]["MemorySize"])
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
 def phases(

@@ -231,13 +231,18 @@ def _split(manifest: ModelManifest, files: Iterable[str] | None) -> tuple[list[s
     return [n for n in manifest.files if n in wanted], set(manifest.files) - wanted
 
 
+def _bucket_and_prefix(uri: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` -> (``bucket``, ``a/b/``); the prefix is "" at the bucket's root."""
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    return bucket, prefix.rstrip("/") + "/" if prefix else ""
+
+
 class _S3Source:
     """A bundle's prefix on S3 and its folder in the download cache. A file gets its name there
     only once it is whole and matches its sha256, so a file that is there is not hashed again."""
 
     def __init__(self, uri: str, cache_dir: Path, s3: Any) -> None:
-        self.bucket, _, prefix = uri[len("s3://") :].partition("/")
-        self.prefix = prefix.rstrip("/") + "/" if prefix else ""
+        self.bucket, self.prefix = _bucket_and_prefix(uri)
         self.uri = f"s3://{self.bucket}/{self.prefix}"
         self.root = cache_dir / hashlib.sha256(self.uri.encode()).hexdigest()[:16]
         self.s3 = s3
@@ -272,8 +277,7 @@ def bundle_model_id(uri: str, s3: Any, cache_dir: str) -> str:
     """The ``name@version`` of a bundle from its ``model.json`` alone (no ONNX session)."""
     if not uri.startswith("s3://"):
         return read_manifest(Path(uri)).model_id
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    bucket, prefix = _bucket_and_prefix(uri)
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir) as folder:
         s3.download_file(bucket, prefix + MANIFEST, str(Path(folder) / MANIFEST))
