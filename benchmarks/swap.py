@@ -1,17 +1,23 @@
 """Query latency while the query function swaps model and index, as a Lambda sandbox sees it.
 
-A query sandbox serves one request at a time and is frozen between requests, so the swap's
-background work (the new version's download; a registered model's text tower download, sha256
-check and session; the index open; the deleted and fresh sets' first reads) runs only while
-requests do: a busy sandbox is the worst case. This benchmark makes one:
+A query sandbox serves one request at a time and is frozen between requests. The swap's work
+(the new version's download; a registered model's text tower download, sha256 check and
+session; the index open; the deleted and fresh sets' first reads) runs either after a response,
+in the function's internal extension, which keeps the sandbox for it while Lambda sends other
+requests elsewhere (``IMGSEARCH_INDEX_REFRESH_IN=after-response``, the default), or in a
+background thread, which runs only while requests do: a busy sandbox is its worst case. This
+benchmark makes one sandbox:
 
-- the **query function** runs in its own process, pinned to one core (``QueryFunction``'s
-  MemorySize in template.yaml, 2,048 MB, is about 1.16 vCPU): the real handler
-  (``functions/query/app.py``'s ``build``, from its environment as on Lambda), its own bundle the
-  int8 ViT-B/32-shaped model, answering new text queries back to back, each timed, with the
-  model and index version its answer names;
-- **S3 and DynamoDB** are a moto server in this process, pinned to the other core (on AWS they
-  are another machine);
+- the **query function** runs as Lambda runs it: the image's runtime (``awslambdaric``)
+  imports ``query.app.handler`` (init, from its environment) and polls the Runtime and
+  Extensions APIs of ``imgsearch_devkit.local.runtime_api``, which hands it the next request
+  only when the runtime and every extension have asked for one. It is pinned to one core
+  (``QueryFunction``'s MemorySize in template.yaml, 2,048 MB, is about 1.16 vCPU), its own
+  bundle the int8 ViT-B/32-shaped model, and answers new text queries back to back; each is
+  timed from the runtime receiving it to its response, as its caller waits, with the model
+  and index version its answer names and how long the sandbox stayed busy after it;
+- the **APIs and the queries** are another process, and **S3 and DynamoDB** a moto server in
+  this one, both on the other core (on AWS they are other machines);
 - ``current.json`` switches ``--swaps`` times between two published (model, index) pairs over
   the same ``--size`` vectors: the function's own int8 model and the fp32 one, registered as a
   rollout registers it (``register_bundle``), so every other swap loads the fp32 text tower from
@@ -19,17 +25,19 @@ requests do: a busy sandbox is the worst case. This benchmark makes one:
   (``IMGSEARCH_INDEX_REFRESH_SECONDS=1``; 60 s by default). The next switch comes ``2 x
   --steady`` seconds after the function answers from the new pair.
 
-Each case (``--nice``: the background refresh's ``IMGSEARCH_INDEX_REFRESH_NICE``; 0 is the
-requests' own priority, 19 the default) is a fresh function process, the cases one after the
+Each case (``--cases``: after the response; a background thread at the requests' priority;
+one at nice 19, ``IMGSEARCH_INDEX_REFRESH_NICE``) is a fresh sandbox, the cases one after the
 other. Phases, per swap, by when a request started: **before**, the ``--steady`` seconds up to
 the write; **swap**, from the write to the first answer from the new pair (the old pair serves
 while the new one loads); **after**, the ``--steady`` seconds from there. Pooled by direction
 (to the registered fp32 model, back to the function's own int8), since the two text towers
 differ in speed. Targets: zero failed queries, every answer from one published pair, p99 during
-the swap within 10 % of before, and the function's peak memory within its MemorySize::
+the swap within 10 % of before, and the function's peak memory within its MemorySize. The
+seconds the sandbox stays busy after a response are billed, count against the function's
+Timeout, and are seconds in which other sandboxes take its requests::
 
     python benchmarks/swap.py                                # 100,000 vectors, 4 swaps a case
-    python benchmarks/swap.py --swaps 2 --size 20000 --nice 19      # a smoke test
+    python benchmarks/swap.py --swaps 2 --size 20000 --cases after-response   # a smoke test
 
 Prints a markdown table and writes ``benchmarks/results/swap.json``.
 """
@@ -37,7 +45,6 @@ Prints a markdown table and writes ``benchmarks/results/swap.json``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -68,50 +75,64 @@ DIRECTIONS = ("to the registered fp32", "back to its own int8")
 REGION = "us-east-1"
 
 
-# -- the query function: a process of its own -----------------------------------------------------
+# -- the sandbox: the query function under the image's runtime, and its Lambda APIs -------------
 
 
-def worker(out: Path) -> None:
-    """Serve new text queries back to back until a line on stdin; print SWAPPED when an answer
-    names another pair; write every request's (start, end, status, model, version) to ``out``."""
-    pin(QUERY_CORE)
-    sys.path.insert(0, str(ROOT / "functions"))  # ``query.app`` as in the image
+def sandbox(out: Path) -> None:
+    """Run the query function as Lambda does (``awslambdaric`` polling this process's Runtime
+    and Extensions APIs, on ``QUERY_CORE``) and send it new text queries back to back until a
+    line on stdin; print SWAPPED when an answer names another pair; write every request's
+    (start, response, status, model, version, seconds the sandbox stayed busy after it)."""
     sys.path.insert(0, str(ROOT / "tools"))
-    import query.app
     from _common import api_event
-    from imgsearch_devkit.local.lambda_context import LambdaContext
+    from imgsearch_devkit.local.runtime_api import Invocation, RuntimeApi
     from random_clip import WORDS
-
-    from imgsearch.core.config import Settings
 
     words = WORDS.split()
     rng = np.random.default_rng(0)
-    context = LambdaContext("imgsearch-query")
     stop = threading.Event()
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # EMF and log lines
-        handler = query.app.build(Settings.from_env())
+    with RuntimeApi(timeout_seconds=query_timeout()) as api:
+        function = subprocess.Popen(
+            [sys.executable, "-m", "awslambdaric", "query.app.handler"],
+            cwd=ROOT / "functions",
+            env={
+                **os.environ,
+                **api.environment("imgsearch-query", int(os.environ["SWAP_MEMORY_MB"])),
+                "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",  # the image's runtime, its polling
+                "PYTHONPATH": str(ROOT / "functions"),
+            },
+            stdout=subprocess.DEVNULL,  # EMF and log lines
+            preexec_fn=lambda: pin(QUERY_CORE),
+        )
 
-        def call() -> tuple[float, float, int, str, str]:
+        def call() -> Invocation:
             text = " ".join(rng.choice(words, size=int(rng.integers(3, 9))))
-            request = api_event("GET", "/search", {"q": text, "k": "20"})
-            began = time.monotonic()
-            response = handler(request, context)
-            ended = time.monotonic()
-            body = json.loads(response["body"]) if response["statusCode"] == 200 else {}
-            status, model = response["statusCode"], body.get("model", "")
-            return began, ended, status, model, body.get("index_version", "")
+            return api.invoke(api_event("GET", "/search", {"q": text, "k": "20"}), 300)
+
+        def answer(invocation: Invocation) -> tuple[int, str, str]:
+            reply = invocation.json()
+            body = json.loads(reply["body"]) if reply["statusCode"] == 200 else {}
+            return reply["statusCode"], body.get("model", ""), body.get("index_version", "")
 
         for _ in range(20):  # warm-up: the towers' first runs, the index's first pages
             call()
         threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
-        print("READY", file=sys.__stdout__, flush=True)
-        calls, serving = [], call()[3:]
+        print("READY", flush=True)
+        invocations, serving = [], answer(call())[1:]
         while not stop.is_set():
-            calls.append(call())
-            if calls[-1][2] == 200 and calls[-1][3:] != serving:
-                serving = calls[-1][3:]
-                print("SWAPPED", file=sys.__stdout__, flush=True)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            invocations.append(call())
+            status, *pair = answer(invocations[-1])
+            if status == 200 and tuple(pair) != serving:
+                serving = tuple(pair)
+                print("SWAPPED", flush=True)
+        invocations[-1].finished.wait(300)
+        function.kill()
+        function.wait()
+    calls = [
+        [i.started, i.responded, *answer(i), (i.ended or i.responded) - i.responded]
+        for i in invocations
+    ]
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     out.write_text(json.dumps({"calls": calls, "peak_rss_mb": peak_mb}), encoding="utf-8")
 
 
@@ -123,11 +144,28 @@ def pin(core: int) -> None:
         os.sched_setaffinity(0, {core})
 
 
-def query_memory_mb() -> int:
+def query_function(setting: str) -> int:
+    """``QueryFunction``'s ``MemorySize`` or ``Timeout`` in template.yaml."""
     from imgsearch_devkit.local.template import load_template
 
     template = load_template(ROOT / "template.yaml")
-    return int(template["Resources"]["QueryFunction"]["Properties"]["MemorySize"])
+    return int(template["Resources"]["QueryFunction"]["Properties"][setting])
+
+
+def query_timeout() -> int:
+    return query_function("Timeout")
+
+
+CASES = {
+    "after-response": {"IMGSEARCH_INDEX_REFRESH_IN": "after-response"},
+    "background": {"IMGSEARCH_INDEX_REFRESH_IN": "background"},
+    "background, nice 19": {
+        "IMGSEARCH_INDEX_REFRESH_IN": "background",
+        "IMGSEARCH_INDEX_REFRESH_NICE": "19",
+    },
+}
+"""Where the function swaps: after a response, in its extension (the default), or in a thread
+beside the requests at the requests' priority or at nice 19."""
 
 
 def phases(
@@ -152,6 +190,8 @@ def phases(
             chosen = np.flatnonzero((starts >= start) & (starts < end))
             pooled[direction][phase] += [(calls[i][1] - calls[i][0]) * 1e3 for i in chosen]
             record[f"{phase}_queries"] = len(chosen)
+            if phase == "swap":  # the sandbox held after a response (billed; not serving)
+                record["busy_after_seconds"] = round(max(calls[i][5] for i in chosen), 3)
         swaps.append(record)
     return pooled, swaps
 
@@ -196,9 +236,9 @@ class Stack:
         return time.monotonic()
 
 
-def run_case(stack: Stack, bundle: Path, nice: int, args: argparse.Namespace) -> dict[str, Any]:
-    """One function process at ``nice``: ``args.swaps`` switches, each once the last has
-    swapped; its calls, switches and peak memory."""
+def run_case(stack: Stack, bundle: Path, case: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One sandbox for ``case``: ``args.swaps`` switches, each once the last has swapped; its
+    calls, switches and the function's peak memory."""
     stack.point(stack.pairs[0])  # the int8 pair serves first
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "calls.json"
@@ -209,7 +249,7 @@ def run_case(stack: Stack, bundle: Path, nice: int, args: argparse.Namespace) ->
             "AWS_SECRET_ACCESS_KEY": "bench",
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(args.memory_mb),
+            "SWAP_MEMORY_MB": str(args.memory_mb),
             "POWERTOOLS_SERVICE_NAME": "imgsearch-query",
             "POWERTOOLS_METRICS_NAMESPACE": "imgsearch",
             "POWERTOOLS_TRACE_DISABLED": "true",
@@ -219,10 +259,10 @@ def run_case(stack: Stack, bundle: Path, nice: int, args: argparse.Namespace) ->
             "IMGSEARCH_MODEL_CACHE_DIR": str(Path(tmp) / "models"),
             "IMGSEARCH_INDEX_CACHE_DIR": str(Path(tmp) / "indexes"),
             "IMGSEARCH_INDEX_REFRESH_SECONDS": "1",
-            "IMGSEARCH_INDEX_REFRESH_NICE": str(nice),
+            **CASES[case],
         }
         process = subprocess.Popen(
-            [sys.executable, __file__, "--worker", str(out)],
+            [sys.executable, __file__, "--sandbox", str(out)],
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -239,9 +279,7 @@ def run_case(stack: Stack, bundle: Path, nice: int, args: argparse.Namespace) ->
             if process.stdout.readline().strip() != "SWAPPED":
                 raise SystemExit(f"the query function stopped (exit {process.wait()})")
             took = time.monotonic() - switches[-1][0]
-            print(
-                f"  nice {nice}, swap {n + 1}/{args.swaps} to {pair[0]}: {took:.1f} s", flush=True
-            )
+            print(f"  {case}, swap {n + 1}/{args.swaps} to {pair[0]}: {took:.1f} s", flush=True)
             time.sleep(2 * args.steady)
         process.stdin.write("STOP\n")
         process.stdin.flush()
@@ -278,15 +316,19 @@ def summarise(
             for phase, values in by_phase.items()
         }
         ratio = figures["swap"]["p99_ms"] / figures["before"]["p99_ms"]
-        seconds = [s["swap_seconds"] for s in swaps if s["direction"] == direction]
+        own = [s for s in swaps if s["direction"] == direction]
+        seconds = [s["swap_seconds"] for s in own]
+        busy = [s["busy_after_seconds"] for s in own]
         summary[direction] = figures | {
             "swap_p99_over_before": round(ratio, 3),
             "swap_seconds": seconds,
+            "busy_after_a_response_seconds": busy,
         }
         rows.append(
             [direction, len(seconds)]
             + [f"{figures[p]['p50_ms']} / {figures[p]['p99_ms']}" for p in figures]
             + [f"{ratio:.2f}×", " / ".join(f"{s:.1f}" for s in seconds)]
+            + [" / ".join(f"{s:.1f}" for s in busy)]
         )
     return summary, rows
 
@@ -296,11 +338,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=100_000, help="indexed vectors")
     parser.add_argument("--swaps", type=int, default=4, help="switches per case")
     parser.add_argument("--steady", type=float, default=3.0, help="seconds before and after")
-    parser.add_argument("--nice", type=int, nargs="+", default=[0, 19], choices=range(20))
-    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    parser.add_argument("--sandbox", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        worker(args.worker)
+    if args.sandbox:
+        sandbox(args.sandbox)
         return
 
     sys.path.insert(0, str(ROOT / "tools"))
@@ -308,20 +350,20 @@ def main() -> None:
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     bundles = {"int8": int8_bundle(CACHE, threads=2), "fp32": fp32_bundle(CACHE, threads=2)[1]}
-    args.memory_mb = query_memory_mb()
+    args.memory_mb = query_function("MemorySize")
     stack = Stack(bundles, args.size)
     print(f"query function on core {QUERY_CORE}, moto on core {SERVER_CORE}", flush=True)
     try:
-        cases = {nice: run_case(stack, bundles["int8"], nice, args) for nice in args.nice}
+        cases = {case: run_case(stack, bundles["int8"], case, args) for case in args.cases}
     finally:
         stack.server.stop()
 
     rows, results = [], {}
-    for nice, case in cases.items():
-        results[f"nice {nice}"], case_rows = summarise(case, stack.pairs, args.steady)
-        rows += [[nice, *row] for row in case_rows]
-    headers = ["nice", "swap", "swaps", "before p50 / p99 ms", "swap p50 / p99 ms"]
-    headers += ["after p50 / p99 ms", "swap p99 / before", "s to swap"]
+    for name, case in cases.items():
+        results[name], case_rows = summarise(case, stack.pairs, args.steady)
+        rows += [[name, *row] for row in case_rows]
+    headers = ["refresh", "swap", "swaps", "before p50 / p99 ms", "swap p50 / p99 ms"]
+    headers += ["after p50 / p99 ms", "swap p99 / before", "s to swap", "s busy after a response"]
     print()
     print(markdown_table(headers, rows))
     for name, result in results.items():
@@ -330,7 +372,7 @@ def main() -> None:
             f"{result['answers_from_an_unpublished_pair']} from a pair never published; "
             f"peak RSS {result['peak_rss_mb']:.0f} MB of {args.memory_mb} MB"
         )
-    settings = {k: v for k, v in vars(args).items() if k != "worker"}
+    settings = {k: v for k, v in vars(args).items() if k != "sandbox"}
     path = write_results(
         "swap",
         {

@@ -290,6 +290,21 @@ def demo_model() -> ClipModel:
     return ClipModel.load(DEMO_BUNDLE, threads=1)
 
 
+def query_environment(tmp_path: Path, model: ClipModel) -> dict[str, str]:
+    """The query function's environment on a test stack: its bucket and table, ``model``'s
+    bundle, one thread, an index cache in ``tmp_path``, a check for new versions every second."""
+    return {
+        "IMGSEARCH_BUCKET": BUCKET,
+        "IMGSEARCH_TABLE": TABLE,
+        "IMGSEARCH_MODEL_URI": str(model.bundle.root),
+        "IMGSEARCH_THREADS": "1",
+        "IMGSEARCH_INDEX_CACHE_DIR": str(tmp_path / "indexes"),
+        "IMGSEARCH_INDEX_REFRESH_SECONDS": "1",
+        "POWERTOOLS_SERVICE_NAME": "imgsearch-query",
+        "POWERTOOLS_METRICS_NAMESPACE": "imgsearch",
+    }
+
+
 @contextmanager
 def query_stack(
     tmp_path: Path,
@@ -300,18 +315,11 @@ def query_stack(
     """A moto stack holding ``images``; ``overrides`` change the query function's environment
     (``None`` removes a variable, leaving the setting at its default)."""
     env: dict[str, str | None] = {
-        "IMGSEARCH_BUCKET": BUCKET,
-        "IMGSEARCH_TABLE": TABLE,
-        "IMGSEARCH_MODEL_URI": str(model.bundle.root),
-        "IMGSEARCH_THREADS": "1",
-        "IMGSEARCH_INDEX_CACHE_DIR": str(tmp_path / "indexes"),
-        "IMGSEARCH_INDEX_REFRESH_SECONDS": "1",
+        **query_environment(tmp_path, model),
         "IMGSEARCH_DELETED_REFRESH_SECONDS": "0",
         "IMGSEARCH_MAX_UPLOAD_BYTES": "200000",
         "IMGSEARCH_MAX_K": "50",
         "IMGSEARCH_DEFAULT_K": "10",
-        "POWERTOOLS_SERVICE_NAME": "imgsearch-query",
-        "POWERTOOLS_METRICS_NAMESPACE": "imgsearch",
         **(overrides or {}),
     }
     settings = Settings.from_env({k: v for k, v in env.items() if v is not None})
@@ -319,13 +327,19 @@ def query_stack(
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        dynamodb.create_table(**table_definition(TABLE))
-        store = EmbeddingStore(TABLE, dynamodb)
-        for image in images:
-            s3.put_object(Bucket=BUCKET, Key=image.key, Body=image.data, ContentType="image/png")
-            store.put(record(model.model_id, image))
+        store = seed(s3, dynamodb, model, images)
         yield Stack(s3, dynamodb, store, settings, model, images, Clients.for_settings(settings))
+
+
+def seed(s3: Any, dynamodb: Any, model: ClipModel, images: list[Image]) -> EmbeddingStore:
+    """The bucket and the table, holding ``images`` and their embeddings by ``model``."""
+    s3.create_bucket(Bucket=BUCKET)
+    dynamodb.create_table(**table_definition(TABLE))
+    store = EmbeddingStore(TABLE, dynamodb)
+    for image in images:
+        s3.put_object(Bucket=BUCKET, Key=image.key, Body=image.data, ContentType="image/png")
+        store.put(record(model.model_id, image))
+    return store
 
 
 @dataclass

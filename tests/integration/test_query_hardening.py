@@ -117,6 +117,21 @@ def test_the_first_index_is_served_by_the_next_request_on_any_route(tmp_path, mo
         assert get(handler, "/search", q="red circle").status == 200
 
 
+def _server(stack, s3=None, index=None, models=None, **options) -> IndexServer:
+    """An ``IndexServer`` on the stack, reading its deleted and fresh sets at every check."""
+    return IndexServer(
+        s3 or stack.s3,
+        BUCKET,
+        index or stack.settings.index,
+        models or (lambda model_id: stack.model),
+        lambda current: DeletedKeys(stack.store, current.model, current.built_at, 0),
+        lambda current, model: FreshVectors(
+            stack.store, current.model, current.built_at, model.dim, 0, 10
+        ),
+        **options,
+    )
+
+
 def test_while_nothing_is_served_current_json_is_read_at_most_once_a_second(stack):
     reads: list[float] = []
     now = [100.0]
@@ -135,17 +150,7 @@ def test_while_nothing_is_served_current_json_is_read_at_most_once_a_second(stac
 
             return get_object
 
-    server = IndexServer(
-        CountingS3(),
-        BUCKET,
-        stack.settings.index,
-        lambda model_id: stack.model,
-        lambda current: DeletedKeys(stack.store, current.model, current.built_at, 0),
-        lambda current, model: FreshVectors(
-            stack.store, current.model, current.built_at, model.dim, 0, 10
-        ),
-        clock=lambda: now[0],
-    )
+    server = _server(stack, s3=CountingS3(), clock=lambda: now[0])
     server.refresh_if_due()  # never checked: checks at once, in the request
     assert len(reads) == 1 and server.served is None
     now[0] += 0.5
@@ -175,17 +180,8 @@ def test_a_background_refresh_and_what_it_starts_run_at_the_configured_priority(
         return stack.model
 
     assert stack.settings.index.refresh_nice == 0  # the default: the requests' priority
-    server = IndexServer(
-        stack.s3,
-        BUCKET,
-        dataclasses.replace(stack.settings.index, refresh_nice=19),
-        models,
-        lambda current: DeletedKeys(stack.store, current.model, current.built_at, 0),
-        lambda current, model: FreshVectors(
-            stack.store, current.model, current.built_at, model.dim, 0, 10
-        ),
-        clock=lambda: now[0],
-    )
+    index = dataclasses.replace(stack.settings.index, refresh_nice=19)
+    server = _server(stack, index=index, models=models, clock=lambda: now[0])
     requests = _nice()
     stack.publish()
     server.refresh_if_due()  # nothing served yet: in the request, at its priority
@@ -197,6 +193,28 @@ def test_a_background_refresh_and_what_it_starts_run_at_the_configured_priority(
     assert server.served.version == second.version
     assert seen == {"refresh": 19, "started": 19}  # what it starts inherits it
     assert _nice() == requests
+
+
+def test_a_due_refresh_is_deferred_once_and_swaps_when_the_deferred_work_runs(stack):
+    deferred: list = []
+    now = [100.0]
+    server = _server(stack, clock=lambda: now[0], defer=deferred.append)
+    first = stack.publish()
+    server.refresh_if_due()  # nothing served yet: in the request, never deferred
+    assert server.served is not None and server.served.version == first.version
+    assert deferred == []
+    second = stack.publish()
+    now[0] += stack.settings.index.refresh_seconds
+    server.refresh_if_due()
+    server.refresh_if_due()  # already deferred: not twice
+    assert len(deferred) == 1 and server.served.version == first.version
+    deferred.pop()()  # the extension runs it after the response
+    assert server.served.version == second.version
+    server.refresh_if_due()  # just checked: not due
+    assert deferred == []
+    now[0] += stack.settings.index.refresh_seconds
+    server.refresh_if_due()
+    assert len(deferred) == 1
 
 
 def test_refresh_now_serves_a_new_version_at_once(tmp_path, model, images):

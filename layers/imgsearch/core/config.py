@@ -27,9 +27,10 @@ PREFIX = "IMGSEARCH_"
 DEMO_BUNDLE = Path("models") / "demo-clip"
 """Where the image holds the embedded demo bundle, relative to the task root."""
 LAMBDA_VCPU_MB = 1769
+"""Lambda gives one full vCPU per 1,769 MB of memory, up to 6 at 10,240 MB."""
 MAX_RECENT_IMAGES = 200
 """The most ``IMGSEARCH_RECENT_IMAGES`` may ask for: ~200 bytes each in the pipeline payloads."""
-"""Lambda gives one full vCPU per 1,769 MB of memory, up to 6 at 10,240 MB."""
+REFRESH_IN = ("after-response", "background")
 
 T = TypeVar("T")
 Parser = Callable[[str, str], Any]
@@ -174,12 +175,17 @@ class IndexSettings:
     scan_segments: int = env("IMGSEARCH_SCAN_SEGMENTS", 4)
     cache_dir: str = env("IMGSEARCH_INDEX_CACHE_DIR", "/tmp/imgsearch/indexes")
     refresh_seconds: int = env("IMGSEARCH_INDEX_REFRESH_SECONDS", 60)
+    refresh_in: str = env("IMGSEARCH_INDEX_REFRESH_IN", "after-response", one_of(*REFRESH_IN))
+    """Where the query function checks for and swaps in a new version. ``after-response``: on
+    Lambda, after a response, in an internal extension that keeps the sandbox for it (Lambda
+    sends other requests elsewhere meanwhile; the time is billed and counts against the
+    Timeout); off Lambda, as ``background``. ``background``: a thread beside the requests,
+    which slows the ones that run while it loads (``benchmarks/swap.py``)."""
     refresh_nice: int = env("IMGSEARCH_INDEX_REFRESH_NICE", 0, up_to(19))
-    """The background refresh's CPU priority (Linux nice, 0-19; the downloads it starts inherit
+    """The background thread's CPU priority (Linux nice, 0-19; the downloads it starts inherit
     it). At 19 a swap takes only the CPU requests leave, which keeps a busy process's p99 during
-    a swap near its p99 before (``benchmarks/swap.py``); but a Lambda sandbox is frozen between
-    requests, so there a swap then takes longer the less busy the sandbox is. 0: the requests'
-    priority."""
+    a swap nearer its p99 before; but a Lambda sandbox is frozen between requests, so there a
+    swap then takes longer the less busy the sandbox is. 0: the requests' priority."""
     recent_images: int = env("IMGSEARCH_RECENT_IMAGES", 24, up_to(MAX_RECENT_IMAGES))
     """How many of the newest images a snapshot records for the page's first view (``GET
     /recent``); 0 records none. Bounded: they travel in the Step Functions payloads (256 KB)."""
@@ -402,6 +408,8 @@ class Settings:
     dlq_url: str = env("IMGSEARCH_DLQ_URL", "")
     state_machine_arn: str = env("IMGSEARCH_STATE_MACHINE_ARN", "")
     alerts_topic_arn: str = env("IMGSEARCH_ALERTS_TOPIC_ARN", "")
+    runtime_api: str = env("AWS_LAMBDA_RUNTIME_API", "")
+    """The Lambda Runtime API's host:port, set by Lambda; where extensions register."""
     region: str = "us-east-1"
     """``AWS_REGION``, else ``AWS_DEFAULT_REGION``."""
     model: ModelSettings = field(default_factory=ModelSettings)

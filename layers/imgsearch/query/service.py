@@ -25,6 +25,7 @@ import itertools
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from botocore.config import Config
@@ -90,6 +91,7 @@ class SearchService:
         signing_key: bytes | None = None,
         usage: UsageLog = usage_log,
         sfn: Any = None,
+        defer: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.sfn = sfn
@@ -140,6 +142,7 @@ class SearchService:
             deletions,
             fresh,
             on_swap=swapped,
+            defer=defer,
         )
         # Results link to the images where they are: the stack's bucket or the user's own.
         images = settings.image_bucket or settings.bucket
@@ -149,8 +152,14 @@ class SearchService:
         self._presign = functools.lru_cache(maxsize=4096)(self._presign_uncached)
 
     @classmethod
-    def from_settings(cls, settings: Settings, clients: Clients | None = None) -> SearchService:
-        """Load the model and, if one is published, the serving index (never raises for it)."""
+    def from_settings(
+        cls,
+        settings: Settings,
+        clients: Clients | None = None,
+        defer: Callable[[Callable[[], None]], None] | None = None,
+    ) -> SearchService:
+        """Load the model and, if one is published, the serving index (never raises for it);
+        ``defer`` runs the later checks for a new version after a response (``IndexServer``)."""
         settings.require("bucket", "table")
         clients = clients or Clients.for_settings(settings)
         s3 = clients.client("s3", QUERY_AWS_CONFIG.merge(Config(signature_version="s3v4")))
@@ -174,6 +183,7 @@ class SearchService:
             sfn=clients.client("stepfunctions", QUERY_AWS_CONFIG)
             if settings.state_machine_arn
             else None,
+            defer=defer,
         )
         service.server.refresh()
         return service

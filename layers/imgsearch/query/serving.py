@@ -2,24 +2,25 @@
 
 A ``Served`` holds everything a search needs from one version — the model that embeds its queries
 (the one ``current.json`` names, loaded before the swap: model and index change together), the
-memory-mapped usearch index,
-the id -> key table, ``current.json``, the keys deleted since it was built, the images embedded
-since (``fresh``, searched beside the index) and the newest images of its snapshot
-(``recent.json``; none for a version built before it existed). ``IndexServer``
-loads the version that ``current.json`` names at init, then, at most every ``refresh_seconds``,
-checks ``current.json`` again in a background thread (while nothing is served, in the request
-itself, at most once a second, so the first index is served as soon as it is published); a new
-version is downloaded to the cache
-directory, opened with ``view`` (memory-mapped, nothing parsed), checked, and only then replaces
-the old one in a single reference assignment. Requests in flight keep the ``Served`` they
-started with. A version that cannot be used is logged and skipped; the old one keeps serving::
+memory-mapped usearch index, the id -> key table, ``current.json``, the keys deleted since it
+was built, the images embedded since (``fresh``, searched beside the index) and the newest
+images of its snapshot (``recent.json``; none for a version built before it existed).
+``IndexServer`` loads the version that ``current.json`` names at init, then, at most every
+``refresh_seconds``, checks ``current.json`` again: after a response (``defer``; on Lambda an
+internal extension, ``imgsearch.core.after_response``, so the swap's work never runs beside a
+request) or else in a background thread. While nothing is served, a request checks itself, at
+most once a second, so the first index is served as soon as it is published. A new version is
+downloaded to the cache directory, opened with ``view`` (memory-mapped, nothing parsed),
+checked, and only then replaces the old one in a single reference assignment. Requests in
+flight keep the ``Served`` they started with. A version that cannot be used is logged and
+skipped; the old one keeps serving::
 
     server = IndexServer(s3, bucket, settings.index, models=QueryModels(...).get,
                          deletions=lambda current: DeletedKeys(store, ...),
                          fresh=lambda current, model: FreshVectors(store, ...))
     server.refresh()                 # at init: None before the first publish
     served = server.require()        # raises NoIndex (HTTP 503) when nothing is served
-    server.refresh_if_due()          # per request: checks, or starts the background check, when due
+    server.refresh_if_due()          # per request: checks, or defers or starts the check, when due
     server.refresh()                 # now (a caller that knows current.json changed)
 """
 
@@ -189,6 +190,7 @@ class IndexServer:
         fresh: Callable[[CurrentIndex, ClipModel], FreshVectors],
         clock: Callable[[], float] = time.monotonic,
         on_swap: Callable[[Served], None] = lambda served: None,
+        defer: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
@@ -199,6 +201,9 @@ class IndexServer:
         self._fresh = fresh
         self._clock = clock
         self._on_swap = on_swap
+        self._defer = defer
+        """Runs a due refresh after the response (``AfterResponse.defer``); None: a thread."""
+        self._deferred = False
         self._served: Served | None = None
         self._problem = "no index has been published yet"
         self._broken: set[str] = set()
@@ -284,14 +289,20 @@ class IndexServer:
 
     def refresh_if_due(self) -> None:
         """While nothing is served, refresh now when the last check is a second old (the
-        request waits: it would get a 503 otherwise); else start a background refresh when
-        the last check is ``refresh_seconds`` old."""
+        request waits: it would get a 503 otherwise); else, when the last check is
+        ``refresh_seconds`` old, defer a refresh to after the response (with ``defer``) or
+        start one in a background thread."""
         age = self._clock() - self._checked
         if self._served is None:
             if age >= min(UNSERVED_CHECK_SECONDS, self.settings.refresh_seconds):
                 self.refresh()
             return
         if age < self.settings.refresh_seconds:
+            return
+        if self._defer is not None:
+            if not self._deferred:  # one at a time: it is due again once it has run
+                self._deferred = True
+                self._defer(self._refresh_deferred)
             return
         if self._worker is not None and self._worker.is_alive():
             return
@@ -300,6 +311,10 @@ class IndexServer:
             target=self._refresh_behind, name="index-refresh", daemon=True
         )
         self._worker.start()
+
+    def _refresh_deferred(self) -> None:
+        self._deferred = False
+        self.refresh()
 
     def _refresh_behind(self) -> None:
         """The background refresh, at ``refresh_nice`` (the threads it starts inherit it)."""
