@@ -91,7 +91,7 @@ def sandbox(out: Path) -> None:
     words = WORDS.split()
     rng = np.random.default_rng(0)
     stop = threading.Event()
-    with RuntimeApi(timeout_seconds=query_timeout()) as api:
+    with RuntimeApi(timeout_seconds=query_function("Timeout")) as api:
         function = subprocess.Popen(
             [sys.executable, "-m", "awslambdaric", "query.app.handler"],
             cwd=ROOT / "functions",
@@ -150,10 +150,6 @@ def query_function(setting: str) -> int:
 
     template = load_template(ROOT / "template.yaml")
     return int(template["Resources"]["QueryFunction"]["Properties"][setting])
-
-
-def query_timeout() -> int:
-    return query_function("Timeout")
 
 
 CASES = {

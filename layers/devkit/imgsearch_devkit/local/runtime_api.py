@@ -32,7 +32,7 @@ from typing import Any
 
 RUNTIME = "/2018-06-01/runtime"
 EXTENSION = "/2020-01-01/extension"
-ARN = "arn:aws:lambda:us-east-1:123456789012:function:{}"
+FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:local"
 
 
 @dataclass
@@ -42,7 +42,6 @@ class Invocation:
 
     event: bytes
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    queued: float = field(default_factory=time.monotonic)
     started: float | None = None
     """When the runtime received it."""
     responded: float | None = None
@@ -179,7 +178,7 @@ class RuntimeApi:
             headers = {
                 "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
                 "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
-                "Lambda-Runtime-Invoked-Function-Arn": ARN.format("local"),
+                "Lambda-Runtime-Invoked-Function-Arn": FUNCTION_ARN,
                 "Lambda-Runtime-Trace-Id": f"Root=1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]}",
                 "Content-Type": "application/json",
             }
@@ -230,7 +229,7 @@ class RuntimeApi:
                     "eventType": "INVOKE",
                     "deadlineMs": invocation.deadline_ms,
                     "requestId": invocation.request_id,
-                    "invokedFunctionArn": ARN.format("local"),
+                    "invokedFunctionArn": FUNCTION_ARN,
                     "tracing": {"type": "X-Amzn-Trace-Id", "value": ""},
                 }
             )
