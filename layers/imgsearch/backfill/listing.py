@@ -41,7 +41,7 @@ from imgsearch.catalog.current import read_current
 from imgsearch.catalog.registry import read_record
 from imgsearch.core.aws import is_not_found
 from imgsearch.core.config import Settings
-from imgsearch.core.keys import decode_event_key, is_image_key
+from imgsearch.core.keys import decode_event_key, is_image_key, split_s3_uri
 from imgsearch.ingest.pipeline import ListedObject
 from imgsearch.model.bundle import bundle_model_id
 
@@ -223,7 +223,7 @@ def _from_bucket(
 
 def _read_inventory_manifest(s3: Any, uri: str) -> tuple[str, dict[str, int], list[str]]:
     """(bucket of the data files, column positions, data file keys) of an inventory report."""
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    bucket, key = split_s3_uri(uri)
     try:
         manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     except ClientError as exc:

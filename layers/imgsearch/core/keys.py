@@ -4,6 +4,7 @@ S3 event notifications URL-encode keys the way HTML forms do (``+`` is a space, 
 
     decode_event_key("images/red+car%2B1.jpg")  # "images/red car+1.jpg"
     image_id("images/red car+1.jpg")            # the same 64-bit id on every rebuild
+    split_s3_uri("s3://bucket/models/a@1/")     # ("bucket", "models/a@1/")
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ import hashlib
 from urllib.parse import unquote_plus
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/key`` -> (``bucket``, ``some/key``); the key is "" for ``s3://bucket``."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
 
 
 def decode_event_key(raw: str) -> str:

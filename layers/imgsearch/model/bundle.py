@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgsearch.core.keys import split_s3_uri
 from imgsearch.model.errors import BundleError
 
 MANIFEST = "model.json"
@@ -233,7 +234,7 @@ def _split(manifest: ModelManifest, files: Iterable[str] | None) -> tuple[list[s
 
 def _bucket_and_prefix(uri: str) -> tuple[str, str]:
     """``s3://bucket/a/b`` -> (``bucket``, ``a/b/``); the prefix is "" at the bucket's root."""
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    bucket, prefix = split_s3_uri(uri)
     return bucket, prefix.rstrip("/") + "/" if prefix else ""
 
 

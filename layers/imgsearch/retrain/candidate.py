@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from imgsearch.core.errors import ImgsearchError
+from imgsearch.core.keys import split_s3_uri
 from imgsearch.model import ClipModel
 from imgsearch.model.batch import embed_images
 from imgsearch.model.bundle import Bundle, open_bundle
@@ -51,8 +52,7 @@ class TrainingOutput:
 def _split(uri: str) -> tuple[str, str]:
     if not uri.startswith("s3://"):
         raise TrainingOutputError(f"the model artifacts are not an s3:// URI: {uri!r}")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    return bucket, key
+    return split_s3_uri(uri)
 
 
 def unpack(s3: Any, uri: str, cache_dir: str | Path) -> TrainingOutput:

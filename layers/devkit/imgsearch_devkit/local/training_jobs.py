@@ -37,6 +37,8 @@ from typing import Any
 
 import botocore.session
 
+from imgsearch.core.keys import split_s3_uri
+
 logger = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
@@ -54,13 +56,8 @@ class TrainingJobs:
             thread.join(timeout)
 
 
-def _split(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    return bucket, key
-
-
 def _download_prefix(s3: Any, uri: str, folder: Path) -> None:
-    bucket, prefix = _split(uri)
+    bucket, prefix = split_s3_uri(uri)
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             relative = item["Key"][len(prefix) :].lstrip("/")
@@ -70,9 +67,9 @@ def _download_prefix(s3: Any, uri: str, folder: Path) -> None:
 
 
 def _download_manifest(s3: Any, uri: str, folder: Path) -> None:
-    bucket, key = _split(uri)
+    bucket, key = split_s3_uri(uri)
     entries = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    base_bucket, base = _split(entries[0]["prefix"])
+    base_bucket, base = split_s3_uri(entries[0]["prefix"])
     for relative in entries[1:]:
         (folder / relative).parent.mkdir(parents=True, exist_ok=True)
         s3.download_file(base_bucket, base + relative, str(folder / relative))
@@ -115,7 +112,7 @@ def run_job(s3: Any, job: Any) -> tuple[str, str]:
         with tarfile.open(archive, "w:gz") as tar:
             for path in sorted((root / "model").iterdir()):
                 tar.add(path, arcname=path.name)
-        bucket, key = _split(job.model_artifacts["S3ModelArtifacts"])
+        bucket, key = split_s3_uri(job.model_artifacts["S3ModelArtifacts"])
         s3.upload_file(str(archive), bucket, key)
     return "Completed", ""
 
