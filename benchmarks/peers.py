@@ -76,7 +76,7 @@ THREADS = 2
 TARGET_RECALL = 0.95
 CONNECTIVITY, EXPANSION_ADD = 24, 64
 """The peers' graph settings: imgsearch's defaults (checked against its settings at start)."""
-HNSW_LADDER = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
+HNSW_LADDER = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024]
 SWEEP_PROBES = 200
 """Single queries timed per sweep point (the picture's p50)."""
 SWEEP_STOP = 0.995

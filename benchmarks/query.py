@@ -48,12 +48,6 @@ ANCHORS = [
 TARGETS = {"text_p50_ms": 20.0, "text_p99_ms": 50.0, "init_s": 2.0}
 
 
-def percentile(values: list[float], q: float) -> float:
-    import numpy as np
-
-    return float(np.percentile(values, q))
-
-
 # -- worker: one fresh interpreter, the real handler -------------------------------------------
 
 
@@ -79,7 +73,7 @@ def worker(rounds: int, image_rounds: int) -> dict[str, Any]:
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     sys.path.insert(0, str(ROOT / "tools"))
-    from _common import api_event, photo_like_jpeg
+    from _common import api_event, percentile, photo_like_jpeg
     from imgsearch_devkit.local.lambda_context import LambdaContext
     from random_clip import WORDS
 

@@ -136,6 +136,9 @@ class RuntimeApi:
         """Queue ``event``; it runs when the sandbox is free."""
         invocation = Invocation(json.dumps(event).encode())
         with self._lock:
+            if self.init_error is not None:
+                _fail(invocation, self.init_error)
+                return invocation
             self._queue.append(invocation)
             self._dispatch()
         return invocation
@@ -200,8 +203,12 @@ class RuntimeApi:
         return 202
 
     def _init_error(self, body: bytes) -> int:
+        # The runtime exits after its init fails: what waits, and what comes after, fails
+        # with that error at once instead of at its caller's timeout.
         with self._lock:
             self.init_error = body
+            while self._queue:
+                _fail(self._queue.popleft(), body)
         return 202
 
     # -- the sandbox's lifecycle (under the lock) -------------------------------------------
@@ -247,6 +254,14 @@ class _Server(ThreadingHTTPServer):
 
 def _error(kind: str, message: str) -> dict[str, str]:
     return {"errorType": kind, "errorMessage": message}
+
+
+def _fail(invocation: Invocation, error: bytes) -> None:
+    """End ``invocation`` unanswered with ``error`` (the runtime never ran it)."""
+    invocation.error = error
+    invocation.responded = invocation.ended = time.monotonic()
+    invocation.answered.set()
+    invocation.finished.set()
 
 
 def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
