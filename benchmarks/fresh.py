@@ -11,8 +11,11 @@
   which does not depend on the fresh set) over an index of ``--index`` 512-d clustered vectors
   (``benchmarks/index.py``'s generator) with an empty fresh set, against the same with each of
   ``--fresh`` vectors read from the ``fresh`` GSI (moto), interleaved query by query.
+- **scan kernels**: the exact scan alone at the largest ``--fresh``, float32 as served against
+  numkong's f16 and i8 kernels (what half- and quarter-width rows would cost), interleaved.
 
     python benchmarks/fresh.py --sizes 100000 1000000 --uploads 40
+    python benchmarks/fresh.py --fresh 10000 --scan-only   # -> fresh-scan.json
 
 Prints a markdown table and writes ``benchmarks/results/fresh.json``.
 """
@@ -259,6 +262,53 @@ def text_query_cost(index_size: int, fresh_size: int, queries: int) -> dict[str,
     }
 
 
+def scan_kernels(rows: int, queries: int) -> dict[str, Any]:
+    """The fresh set's exact scan (``rows`` unit 512-d float32 rows against one query, as
+    ``FreshView.search`` does it) beside the half- and quarter-width kernels of numkong
+    (usearch's own dependency): p50 per query, and each one's agreement with float32 on the
+    top 20 (an i8 scan is not exact)."""
+    import numkong
+    from index import DIM, clustered
+
+    from imgsearch.core.vectors import l2_normalise, prepare
+
+    data, probes = clustered(rows, queries, seed=3)
+    f32, unit = l2_normalise(data), l2_normalise(probes)
+    f16, i8 = f32.astype(np.float16), prepare(f32, "i8")
+    kernels = {
+        "numpy float32 (BLAS threads)": lambda q: f32 @ q,
+        "numkong f16 (one thread)": lambda q: numkong.cdist(
+            q.astype(np.float16)[None], f16, metric="dot"
+        ),
+        "numkong i8 angular (one thread)": lambda q: numkong.cdist(
+            prepare(q, "i8")[None], i8, metric="angular"
+        ),
+    }
+
+    def top(scores: Any, best: bool) -> set[int]:
+        flat = np.asarray(scores, dtype=np.float64).ravel()
+        return set(np.argsort(flat if not best else -flat)[:20].tolist())
+
+    agreement = {}
+    for name, kernel in kernels.items():
+        best = "angular" not in name  # numkong's angular is a distance: lower is nearer
+        agreement[name] = float(
+            np.mean([len(top(kernel(q), best) & top(f32 @ q, True)) / 20 for q in unit[:100]])
+        )
+    cursor = iter(range(10**9))
+    times = time_interleaved(
+        {name: lambda k=k: k(unit[next(cursor) % len(unit)]) for name, k in kernels.items()},
+        rounds=queries,
+        warmup=20,
+    )
+    return {
+        "rows": rows,
+        "dim": DIM,
+        "p50_ms": {n: round(percentile(v, 50) * 1e3, 3) for n, v in times.items()},
+        "top20_agreement": agreement,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
@@ -266,10 +316,16 @@ def main() -> None:
     parser.add_argument("--index", type=int, default=100_000)
     parser.add_argument("--fresh", type=int, nargs="+", default=[5_000, 10_000])
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument(
+        "--scan-only", action="store_true", help="only the scan kernels, at the largest --fresh"
+    )
     args = parser.parse_args()
 
-    costs = [text_query_cost(args.index, n, args.queries) for n in args.fresh]
-    uploads = upload_to_searchable(args.sizes, args.uploads)
+    scan = scan_kernels(max(args.fresh), args.queries)
+    costs = (
+        [] if args.scan_only else [text_query_cost(args.index, n, args.queries) for n in args.fresh]
+    )
+    uploads = [] if args.scan_only else upload_to_searchable(args.sizes, args.uploads)
 
     rows = [
         [f"upload → searchable, {u['indexed']:,} indexed ({u['uploads']} uploads)",
@@ -293,14 +349,23 @@ def main() -> None:
                 f"≤ {TARGETS['text_p50_added_ms']} ms at 10,000",
             ]
         )
+    for name, p50 in scan["p50_ms"].items():
+        rows.append(
+            [
+                f"scan of {scan['rows']:,} fresh rows: {name}",
+                f"p50 {p50} ms, top-20 agreement {scan['top20_agreement'][name]:.3f}",
+                "",
+            ]
+        )
     print(markdown_table(["measure", "result", "target"], rows))
     path = write_results(
-        "fresh",
+        "fresh-scan" if args.scan_only else "fresh",
         {
             "environment": environment("usearch", "numpy", "moto"),
             "targets": TARGETS,
             "upload_to_searchable": uploads,
             "text_query_cost": costs,
+            "scan_kernels": scan,
         },
     )
     print(f"-> {path}")
