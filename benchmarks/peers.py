@@ -16,7 +16,9 @@ engines, each built on ``THREADS`` threads at M=24 / efConstruction=64 where it 
   ``read_index``; hnswlib (``ip``), ``save_index`` / ``load_index``;
 - LanceDB (a table on local disk, and the same files opened from S3 on a moto endpoint),
   ``IVF_HNSW_SQ`` or ``IVF_PQ`` with refinement (``--lance-index``);
-- Chroma (``PersistentClient``, its HNSW); Milvus Lite (a ``.db`` folder, HNSW).
+- Chroma (``PersistentClient``, its HNSW); Milvus Lite (a ``.db`` folder, HNSW);
+- run only when named: imgsearch storing f32 or i8, and faiss memory-mapped
+  (``IO_FLAG_MMAP_IFC``), storing f32 or float16 (``IndexHNSWSQ``).
 
 Each engine's search effort (ef, or LanceDB's nprobes) is swept along a ladder (the curves of
 ``docs/peers.svg``) and bisected to the least effort whose recall@10 reaches ``TARGET_RECALL``:
