@@ -254,6 +254,8 @@ class ImgsearchS3(Imgsearch):
 class FaissHnsw(Engine):
     name = "faiss HNSW"
     settings = f"IndexHNSWFlat f32 IP, M={CONNECTIVITY}, efConstruction={EXPANSION_ADD}"
+    mapped = False
+    """Open with ``IO_FLAG_MMAP_IFC``: the vectors and neighbor lists memory-mapped, not read in."""
 
     def imports(self) -> None:
         global faiss
@@ -274,7 +276,8 @@ class FaissHnsw(Engine):
 
     def open(self) -> None:
         faiss.omp_set_num_threads(1)
-        self.index = faiss.read_index(str(self.folder / "index.faiss"))
+        flags = faiss.IO_FLAG_MMAP_IFC if self.mapped else 0
+        self.index = faiss.read_index(str(self.folder / "index.faiss"), flags)
 
     def set_effort(self, effort: int) -> None:
         self.index.hnsw.efSearch = effort
@@ -291,22 +294,19 @@ class FaissHnsw(Engine):
 
 
 class FaissHnswMmap(FaissHnsw):
-    """faiss's own answer to a slow cold open: the same file, its vectors and neighbor lists
-    memory-mapped (``IO_FLAG_MMAP_IFC``) instead of read in: not run by default."""
+    """faiss's own answer to a slow cold open: the same file, memory-mapped: not run by
+    default."""
 
     name = "faiss HNSW mmap"
     built_as = FaissHnsw.name
-
-    def open(self) -> None:
-        faiss.omp_set_num_threads(1)
-        self.index = faiss.read_index(str(self.folder / "index.faiss"), faiss.IO_FLAG_MMAP_IFC)
+    mapped = True
 
 
-class FaissHnswSq(FaissHnswMmap):
+class FaissHnswSq(FaissHnsw):
     """faiss storing what imgsearch stores (float16), memory-mapped: not run by default."""
 
     name = "faiss HNSWSQ fp16 mmap"
-    built_as = None
+    mapped = True
     settings = f"IndexHNSWSQ fp16 IP, M={CONNECTIVITY}, efConstruction={EXPANSION_ADD}, mmap"
 
     def new_index(self) -> Any:
