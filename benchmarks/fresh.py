@@ -69,7 +69,7 @@ def publish_synthetic(target: Any, s3: Any, model_id: str, dim: int, n: int) -> 
     """An index of ``n`` random unit vectors, published as Publish does; its version."""
     from imgsearch.catalog.current import CurrentIndex, read_current, write_current
     from imgsearch.catalog.keytable import KeyTable
-    from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE, new_version, version_key
+    from imgsearch.catalog.layout import KEYS_FILE, index_file, new_version, version_key
     from imgsearch.core.clock import now_iso
     from imgsearch.core.config import Settings
     from imgsearch.core.keys import image_id
@@ -85,10 +85,11 @@ def publish_synthetic(target: Any, s3: Any, model_id: str, dim: int, n: int) -> 
     index = build_index(vectors.astype(np.float16), ids, settings, threads=2)
     print(f"  built {n} x {dim} in {time.perf_counter() - began:.0f} s", flush=True)
     version = new_version()
+    index_name = index_file(settings.engine)
     with tempfile.TemporaryDirectory() as folder:
-        index.save(str(Path(folder) / INDEX_FILE))
+        index.save(Path(folder) / index_name)
         KeyTable.write(Path(folder) / KEYS_FILE, ids, keys)
-        for name in (INDEX_FILE, KEYS_FILE):
+        for name in (index_name, KEYS_FILE):
             key = version_key(settings.prefix, version, name)
             s3.upload_file(str(Path(folder) / name), target.bucket, key)
     previous = read_current(s3, target.bucket, settings.prefix)
@@ -101,6 +102,7 @@ def publish_synthetic(target: Any, s3: Any, model_id: str, dim: int, n: int) -> 
         scanned_from=stamp,
         published_at=stamp,
         dim=dim,
+        engine=settings.engine,
         dtype=settings.dtype,
     )
     write_current(s3, target.bucket, current, previous.etag if previous else None)
@@ -221,7 +223,13 @@ def text_query_cost(index_size: int, fresh_size: int, queries: int) -> dict[str,
 
         names = [f"images/{i:07d}.jpg" for i in range(index_size)]
         KeyTable.write(Path(folder) / "keys.bin", ids[:index_size], names)
-        current = CurrentIndex(version="v", model="bench@1", count=index_size, built_at=since)
+        current = CurrentIndex(
+            version="v",
+            model="bench@1",
+            count=index_size,
+            built_at=since,
+            engine=settings.index.engine,
+        )
         without = Served(
             current,
             index,
@@ -361,7 +369,7 @@ def main() -> None:
     path = write_results(
         "fresh-scan" if args.scan_only else "fresh",
         {
-            "environment": environment("usearch", "numpy", "moto"),
+            "environment": environment("faiss-cpu", "usearch", "numpy", "moto"),
             "targets": TARGETS,
             "upload_to_searchable": uploads,
             "text_query_cost": costs,

@@ -5,11 +5,13 @@ built into the serving index with the pipeline's ``build_index`` and saved. Then
 collection changes (``--change``: half of it new images, a quarter deleted, a quarter embedded
 again) and the next version is built both ways, from the same snapshot:
 
-- incremental: the serving index file restored into memory and changed by
-  ``imgsearch.pipeline.incremental.apply_changes`` (the Build step's own code), then saved;
+- incremental: the serving index file opened into memory (``imgsearch.ann.open_index``) and
+  changed by ``imgsearch.pipeline.incremental.apply_changes`` (the Build step's own code), then
+  saved;
 - full: ``build_index`` over the whole changed snapshot, then saved.
 
-Both are timed on 2 threads (restore and save included), and both are searched with the same
+The engine is the configured one (``IMGSEARCH_INDEX_ENGINE``, faiss by default). Both are timed
+on 2 threads (restore and save included), and both are searched with the same
 1,000 held-out queries at ``IMGSEARCH_INDEX_EXPANSION_SEARCH`` (512, the most Validate gives a
 version) against exact ground truth (recall@10). The target: at 1M, ≥ 20x faster at the same
 recall@10 (±0.005)::
@@ -32,8 +34,8 @@ from _common import environment, markdown_table, write_results
 from index import K, clustered, recall
 
 import imgsearch  # noqa: F401  (loads onnxruntime before usearch: see imgsearch/__init__.py)
+from imgsearch.ann import open_index
 from imgsearch.core.config import Settings
-from imgsearch.core.vectors import prepare
 from imgsearch.pipeline.build import build_index
 from imgsearch.pipeline.incremental import apply_changes
 
@@ -64,12 +66,11 @@ def changed_snapshot(
 
 def searched(index: Any, queries: np.ndarray, truth: np.ndarray, effort: int) -> float:
     index.expansion_search = effort
-    found = index.search(prepare(queries, index.dtype), K, threads=THREADS).keys
+    found = index.search(queries, K, threads=THREADS).ids
     return recall(found, truth)
 
 
 def measure(n: int, share: float, queries_count: int) -> dict[str, Any]:
-    from usearch.index import Index
     from usearch.index import search as exact_search
 
     settings = Settings.from_env().index
@@ -80,7 +81,7 @@ def measure(n: int, share: float, queries_count: int) -> dict[str, Any]:
         folder = Path(name)
         print(f"n={n}: building the serving index", flush=True)
         serving = build_index(data, ids, settings, THREADS)
-        serving.save(str(folder / "serving.usearch"))
+        serving.save(folder / "serving.index")
         del serving
         vectors, next_ids, counts = changed_snapshot(data, ids, share, rng)
         truth_rows = exact_search(vectors, queries, K, "cos", exact=True, threads=THREADS).keys
@@ -88,21 +89,22 @@ def measure(n: int, share: float, queries_count: int) -> dict[str, Any]:
 
         print(f"n={n}: incremental", flush=True)
         started = time.perf_counter()
-        base = Index.restore(str(folder / "serving.usearch"))
-        change = apply_changes(base, vectors, next_ids, settings, THREADS)
-        base.save(str(folder / "incremental.usearch"))
+        base = open_index(settings.engine, folder / "serving.index")
+        change = apply_changes(base, vectors, next_ids, THREADS)
+        base.save(folder / "incremental.index")
         incremental_seconds = time.perf_counter() - started
         assert change is not None and len(base) == len(next_ids)
 
         print(f"n={n}: full", flush=True)
         started = time.perf_counter()
         full = build_index(vectors, next_ids, settings, THREADS)
-        full.save(str(folder / "full.usearch"))
+        full.save(folder / "full.index")
         full_seconds = time.perf_counter() - started
 
         effort = settings.expansion_search
         result = {
             "n": n,
+            "engine": settings.engine,
             "change_share": share,
             "expected": counts,
             "applied": {
@@ -116,8 +118,8 @@ def measure(n: int, share: float, queries_count: int) -> dict[str, Any]:
             "expansion_search": effort,
             "incremental_recall_at_10": searched(base, queries, truth, effort),
             "full_recall_at_10": searched(full, queries, truth, effort),
-            "incremental_bytes": (folder / "incremental.usearch").stat().st_size,
-            "full_bytes": (folder / "full.usearch").stat().st_size,
+            "incremental_bytes": (folder / "incremental.index").stat().st_size,
+            "full_bytes": (folder / "full.index").stat().st_size,
         }
     print(f"  {result}", flush=True)
     return result
@@ -153,7 +155,7 @@ def main() -> None:
         "recall incr.",
     ]
     print(markdown_table(headers, rows))
-    info = environment("usearch", "numpy")
+    info = environment("faiss-cpu", "usearch", "numpy")
     print(f"CPU: {info['cpu']} ({info['cpu_count']} cores), {THREADS} threads")
     print(f"wrote {write_results('incremental', {'environment': info, 'results': results})}")
 

@@ -1,12 +1,14 @@
-"""Index build and search: usearch at the configured settings against faiss HNSW, and snapshot.
+"""Index build and search: imgsearch's usearch engine against faiss HNSW, and snapshot.
 
 Data: clustered synthetic 512-d unit vectors shaped like CLIP image embeddings (a shared
 direction, lognormal cluster sizes, a decaying spectrum inside clusters), stored as float16 like
 the snapshot. Queries come from the same clusters but are not in the index. Ground truth:
 usearch exact (brute-force) search. For each size:
 
-- usearch at ``Settings.from_env().index`` (dtype, connectivity, expansion_add/search), built
-  with ``imgsearch.pipeline.build.build_index`` (the pipeline's own code), on ``--threads``;
+- usearch at ``Settings.from_env().index`` (dtype, connectivity, expansion_add/search) with
+  ``IMGSEARCH_INDEX_ENGINE=usearch``, built with ``imgsearch.pipeline.build.build_index`` (the
+  pipeline's own code), on ``--threads``. The engine imgsearch serves by default is faiss;
+  ``benchmarks/peers.py`` compares the two as served;
 - faiss HNSW (inner product on unit vectors) at the same M and search effort (``efSearch`` =
   ``expansion_search``), with the cheapest ``efConstruction`` of a ladder that matches
   usearch's recall@10: the build at matched recall. Two storages (``--faiss-storage``):
@@ -47,7 +49,7 @@ from _common import environment, markdown_table, median, time_interleaved, write
 
 import imgsearch  # noqa: F401  (loads onnxruntime before usearch: see imgsearch/__init__.py)
 from imgsearch.core.config import Settings
-from imgsearch.core.vectors import metric_for, prepare
+from imgsearch.core.vectors import metric_for
 from imgsearch.pipeline.build import build_index
 from imgsearch.pipeline.snapshot import scan_to_folder
 from imgsearch.store import EmbeddingStore, encode_vector
@@ -137,11 +139,10 @@ def bench_usearch(
         index = build_index(data, ids, settings, threads)
         build, cpu = time.perf_counter() - started, time.process_time() - cpu
     with tempfile.TemporaryDirectory() as folder:
-        index.save(os.path.join(folder, "index.usearch"))
+        index.save(Path(folder) / "index.usearch")
         size = os.path.getsize(os.path.join(folder, "index.usearch"))
-    queries = prepare(queries, settings.dtype)
     started = time.perf_counter()
-    found = index.search(queries, K, threads=threads).keys
+    found = index.search(queries, K, threads=threads).ids
     qps = len(queries) / (time.perf_counter() - started)
     p50, p99 = single_query_latency(lambda q: index.search(q, K, threads=1), queries)
     return {
@@ -369,7 +370,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.threads = THREADS
-    settings = Settings.from_env().index
+    settings = dataclasses.replace(Settings.from_env().index, engine="usearch")
     rows: list[dict[str, Any]] = []
     scaling: dict[str, Any] = {}
     interleaved: dict[str, Any] = {}

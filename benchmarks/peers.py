@@ -6,9 +6,10 @@ image embeddings) and ``--queries`` held-out queries from the same clusters; exa
 engines, each built on ``THREADS`` threads at M=24 / efConstruction=64 where it has such knobs
 (imgsearch's settings, so the graphs are alike):
 
-- imgsearch: ``imgsearch.pipeline.build.build_index`` at ``Settings.from_env().index``, saved,
-  then opened with ``Index.restore(path, view=True)`` as the query function opens it, queries
-  through ``imgsearch.core.vectors.prepare``. Two rows: at the ``expansion_search`` matched to
+- imgsearch: ``imgsearch.pipeline.build.build_index`` at ``Settings.from_env().index`` (its
+  default engine, faiss ``IndexHNSWSQ`` float16), saved, then opened with
+  ``imgsearch.ann.open_index(engine, path, view=True)`` as the query function opens it, and
+  searched through the same ``AnnIndex``. Two rows: at the ``expansion_search`` matched to
   the others' recall, and at the one Validate would serve (``tune_expansion_search``, as
   ``benchmarks/query.py`` chooses it). A third, cold open only: downloaded from S3 (moto) with
   the query function's ``download_version`` first;
@@ -17,8 +18,8 @@ engines, each built on ``THREADS`` threads at M=24 / efConstruction=64 where it 
 - LanceDB (a table on local disk, and the same files opened from S3 on a moto endpoint),
   ``IVF_HNSW_SQ`` or ``IVF_PQ`` with refinement (``--lance-index``);
 - Chroma (``PersistentClient``, its HNSW); Milvus Lite (a ``.db`` folder, HNSW);
-- run only when named: imgsearch storing f32 or i8, and faiss memory-mapped
-  (``IO_FLAG_MMAP_IFC``), storing f32 or float16 (``IndexHNSWSQ``).
+- run only when named: imgsearch on its usearch engine (f16, or i8), imgsearch storing f32, and
+  faiss alone memory-mapped (``IO_FLAG_MMAP_IFC``), storing f32 or float16 (``IndexHNSWSQ``).
 
 Each engine's search effort (ef, or LanceDB's nprobes) is swept along a ladder (the curves of
 ``docs/peers.svg``) and bisected to the least effort whose recall@10 reaches ``TARGET_RECALL``:
@@ -155,32 +156,39 @@ class Imgsearch(Engine):
     name = "imgsearch"
 
     def imports(self) -> None:
-        global Index, prepare, Settings
-        import onnxruntime  # noqa: F401  (before usearch: see imgsearch/__init__.py)
-        from usearch.index import Index
+        global open_index
+        import importlib
 
-        from imgsearch.core.config import Settings
-        from imgsearch.core.vectors import prepare
+        import onnxruntime  # noqa: F401  (before usearch: see imgsearch/__init__.py)
+
+        from imgsearch.ann import open_index
+
+        # The engine's library, which ``open_index`` would import on first use.
+        importlib.import_module(f"imgsearch.ann.{self.index_settings().engine}_index")
 
     @property
     def path(self) -> Path:
-        from imgsearch.catalog.layout import INDEX_FILE
+        from imgsearch.catalog.layout import index_file
 
-        return self.folder / INDEX_FILE
+        return self.folder / index_file(self.index_settings().engine)
 
     @property
     def settings(self) -> str:  # type: ignore[override]
         s = self.index_settings()
-        return f"usearch {s.dtype}, M={s.connectivity}, ef_add={s.expansion_add}, view"
+        return f"{s.engine} {s.dtype}, M={s.connectivity}, ef_add={s.expansion_add}, view"
 
+    engine: str | None = None
     dtype: str | None = None
-    """A scalar type other than the configured one (the variants below)."""
+    """An engine or scalar type other than the configured one (the variants below)."""
 
     def index_settings(self) -> Any:
         import dataclasses
 
+        from imgsearch.core.config import Settings
+
         settings = Settings.from_env().index
-        return dataclasses.replace(settings, dtype=self.dtype) if self.dtype else settings
+        chosen = {"engine": self.engine, "dtype": self.dtype}
+        return dataclasses.replace(settings, **{k: v for k, v in chosen.items() if v})
 
     def build(self, data: np.ndarray, threads: int) -> None:
         from imgsearch.catalog.keytable import KeyTable
@@ -189,24 +197,30 @@ class Imgsearch(Engine):
 
         ids = np.arange(len(data), dtype=np.int64)
         index = build_index(data, ids, self.index_settings(), threads)
-        index.save(str(self.path))
+        index.save(self.path)
         KeyTable.write(self.folder / KEYS_FILE, ids, [f"images/{i:08d}.jpg" for i in ids])
 
     def open(self) -> None:
-        self.index = Index.restore(str(self.path), view=True)
+        self.index = open_index(self.index_settings().engine, self.path, view=True)
 
     def set_effort(self, effort: int) -> None:
         self.index.expansion_search = effort
 
     def search(self, query: np.ndarray) -> np.ndarray:
-        return self.index.search(prepare(query, self.index.dtype), K, threads=1).keys
+        return self.index.search(query, K, threads=1).row(0)[0]
 
     def search_many(self, queries: np.ndarray) -> np.ndarray:
-        found = self.index.search(prepare(queries, self.index.dtype), K, threads=THREADS)
-        return found.keys.astype(np.int64)
+        return self.index.search(queries, K, threads=THREADS).ids
 
     def index_bytes(self) -> int:
         return self.path.stat().st_size
+
+
+class ImgsearchUsearch(Imgsearch):
+    """imgsearch on its other engine (``IMGSEARCH_INDEX_ENGINE=usearch``): not run by default."""
+
+    name = "imgsearch (usearch)"
+    engine = "usearch"
 
 
 class ImgsearchF32(Imgsearch):
@@ -217,9 +231,10 @@ class ImgsearchF32(Imgsearch):
 
 
 class ImgsearchI8(Imgsearch):
-    """imgsearch's index storing int8 (``IMGSEARCH_INDEX_DTYPE=i8``): not run by default."""
+    """imgsearch on usearch storing int8 (``IMGSEARCH_INDEX_DTYPE=i8``): not run by default."""
 
     name = "imgsearch i8"
+    engine = "usearch"
     dtype = "i8"
 
 
@@ -241,13 +256,16 @@ class ImgsearchS3(Imgsearch):
     def open(self) -> None:
         import tempfile
 
+        from imgsearch.catalog.current import CurrentIndex
         from imgsearch.catalog.keytable import KeyTable
-        from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE
+        from imgsearch.catalog.layout import KEYS_FILE
 
         s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name=REGION, **CREDENTIALS)
         self._cache = tempfile.TemporaryDirectory()
-        directory = download_version(s3, BUCKET, "indexes/", self.version, self._cache.name)
-        self.index = Index.restore(str(directory / INDEX_FILE), view=True)
+        engine = self.index_settings().engine
+        current = CurrentIndex(version=self.version, model="", count=0, built_at="", engine=engine)
+        directory = download_version(s3, BUCKET, "indexes/", current, self._cache.name)
+        self.index = open_index(engine, directory / self.path.name, view=True)
         self.keys = KeyTable.open(directory / KEYS_FILE)
 
 
@@ -569,10 +587,10 @@ ENGINES: dict[str, type[Engine]] = {
     for e in (Imgsearch, ImgsearchS3, FaissHnsw, Hnswlib, Lance, LanceS3, Chroma, MilvusLite)
 }
 VARIANTS: dict[str, type[Engine]] = {
-    e.name: e for e in (ImgsearchF32, ImgsearchI8, FaissHnswMmap, FaissHnswSq)
+    e.name: e for e in (ImgsearchUsearch, ImgsearchF32, ImgsearchI8, FaissHnswMmap, FaissHnswSq)
 }
-"""Run only when named (``--engines``): where imgsearch's p50 goes with its scalar type, and
-faiss opening its file as imgsearch does, then storing float16 as imgsearch does."""
+"""Run only when named (``--engines``): imgsearch on its other engine and scalar types, and
+faiss alone, memory-mapped, storing f32 or float16."""
 ALL = ENGINES | VARIANTS
 SERVED = "imgsearch (served)"
 """The latency row of imgsearch at the expansion_search Validate would serve."""
@@ -655,6 +673,7 @@ def least_effort(at: Callable[[int], float], tried: dict[int, float]) -> int | N
 
 def served_effort(peer: Imgsearch, data: np.ndarray) -> tuple[int, dict[int, float]]:
     """The expansion_search Validate would serve this index at, and its recalls on the way."""
+    from imgsearch.core.config import Settings
     from imgsearch.pipeline.validate import expansion_ladder, noisy_queries, tune_expansion_search
 
     settings = Settings.from_env()
@@ -716,28 +735,32 @@ def worker_sweep(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def worker_breakdown(args: argparse.Namespace) -> dict[str, Any]:
-    """Where imgsearch's single-query time goes at ``--effort``: the index as served (opened
-    with ``view``), the same file loaded into memory (``view=False``), the compiled search
-    alone (no ``prepare``, no Python wrapper) and ``prepare`` alone. The cases take turns by
-    blocks of 100 queries, each case a different block at a time (a query's path through the
-    graph, once in the CPU's caches, would flatter the case that repeats it), every case all
-    the queries once; p50 per query, ms."""
+    """Where the usearch engine's single-query time goes at ``--effort``: the index as served
+    (the ``AnnIndex`` over a ``view``), usearch's own ``Index`` over the same view, the same
+    file loaded into memory (``view=False``), the compiled search alone (no ``prepare``, no
+    Python wrapper) and ``prepare`` alone. The cases take turns by blocks of 100 queries, each
+    case a different block at a time (a query's path through the graph, once in the CPU's
+    caches, would flatter the case that repeats it), every case all the queries once; p50 per
+    query, ms."""
+    from usearch.index import Index, ScalarKind
+
     import imgsearch  # noqa: F401  (onnxruntime before usearch)
+    from imgsearch.core.vectors import prepare
 
     _, queries, _ = load(args.work)
     served = engine(args.engine, args.work)
     served.imports()
     served.open()
     served.set_effort(args.effort)
+    view = Index.restore(str(served.path), view=True)
     loaded = Index.restore(str(served.path), view=False)
-    loaded.expansion_search = args.effort
-    dtype = served.index.dtype
+    view.expansion_search = loaded.expansion_search = args.effort
+    dtype = view.dtype
     prepared = prepare(queries, dtype)
-    from usearch.index import ScalarKind
-
-    compiled = served.index._compiled.search_many
+    compiled = view._compiled.search_many
     cases: dict[str, Callable[[int], Any]] = {
-        "view, as served (prepare + Index.search)": lambda i: served.search(queries[i]),
+        "view, as served (AnnIndex.search)": lambda i: served.search(queries[i]),
+        "view, usearch's Index.search": lambda i: view.search(prepare(queries[i], dtype), K),
         "loaded into memory (view=False)": lambda i: loaded.search(prepare(queries[i], dtype), K),
         "view, compiled search alone": lambda i: compiled(
             prepared[i][None], count=K, exact=False, threads=1, dtype=ScalarKind.Unknown
@@ -1104,9 +1127,9 @@ def run_size(
     breakdown = {
         name: run_worker("breakdown", work, engine=name, effort=efforts[name])
         for name in names
-        if issubclass(ALL[name], Imgsearch)
+        if issubclass(ALL[name], Imgsearch) and ALL[name].engine == "usearch"
     }
-    print(f"{work.name}: imgsearch breakdown, p50 ms: {breakdown}", flush=True)
+    print(f"{work.name}: imgsearch's usearch breakdown, p50 ms: {breakdown}", flush=True)
     cold = cold_opens(work, names + variants, efforts, endpoint, args.cold_rounds, failed)
     timed = [
         Imgsearch.name,

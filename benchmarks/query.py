@@ -165,37 +165,39 @@ def build_cached(n: int, threads: int) -> tuple[Path, float | None]:
     """The index and key table for ``n`` vectors at the configured settings, built once, and
     the ``expansion_search`` Validate's tuning chooses for it (``EXPANSION_FILE``)."""
     import numpy as np
-    from usearch.index import Index
 
+    from imgsearch.ann import open_index
     from imgsearch.catalog.keytable import KeyTable
-    from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE
+    from imgsearch.catalog.layout import KEYS_FILE, index_file
     from imgsearch.core.config import Settings
     from imgsearch.core.keys import image_id
     from imgsearch.pipeline.build import build_index
     from imgsearch.pipeline.validate import expansion_ladder, noisy_queries, tune_expansion_search
 
-    folder = CACHE / f"query-index-{n}"
-    built = (folder / INDEX_FILE).is_file() and (folder / KEYS_FILE).is_file()
+    settings = Settings.from_env({})
+    engine = settings.index.engine
+    folder = CACHE / f"query-index-{n}-{engine}"
+    path = folder / index_file(engine)
+    built = path.is_file() and (folder / KEYS_FILE).is_file()
     if built and (folder / EXPANSION_FILE).is_file():
         return folder, None
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from index import clustered
 
-    settings = Settings.from_env({})
     data, _ = clustered(n, 1, seed=0)
     keys = [f"images/bench/{i:07d}.jpg" for i in range(n)]
     ids = np.array([image_id(k) for k in keys], dtype=np.int64)
     build_seconds = None
     if built:
-        index = Index.restore(str(folder / INDEX_FILE), view=True)
+        index = open_index(engine, path, view=True)
     else:
         print(f"generated {n} clustered vectors; building the index on {threads} threads")
         began = time.perf_counter()
         index = build_index(data, ids, settings.index, threads)
         build_seconds = time.perf_counter() - began
         folder.mkdir(parents=True, exist_ok=True)
-        index.save(str(folder / (INDEX_FILE + ".tmp")))
-        (folder / (INDEX_FILE + ".tmp")).replace(folder / INDEX_FILE)
+        index.save(path.with_name(path.name + ".tmp"))
+        path.with_name(path.name + ".tmp").replace(path)
         KeyTable.write(folder / KEYS_FILE, ids, keys)
     # Serve at the search effort Validate would choose for this collection, as Publish does.
     probes = noisy_queries(data, ids, settings.gate.sample_queries, np.random.default_rng(1))
@@ -208,14 +210,16 @@ def build_cached(n: int, threads: int) -> tuple[Path, float | None]:
     return folder, build_seconds
 
 
-def publish(s3: Any, folder: Path, model_id: str, dim: int, version: str) -> None:
+def publish(s3: Any, folder: Path, model_id: str, dim: int, version: str) -> Any:
+    """Upload the cached index as ``version`` and serve it; its ``current.json``."""
     from imgsearch.catalog.current import CurrentIndex, read_current, write_current
     from imgsearch.catalog.keytable import KeyTable
-    from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE, version_key
+    from imgsearch.catalog.layout import KEYS_FILE, index_file, version_key
     from imgsearch.core.clock import now_iso
     from imgsearch.core.config import Settings
 
-    for name in (INDEX_FILE, KEYS_FILE):
+    settings = Settings.from_env({}).index
+    for name in (index_file(settings.engine), KEYS_FILE):
         if not _exists(s3, version_key("indexes/", version, name)):
             s3.upload_file(str(folder / name), BUCKET, version_key("indexes/", version, name))
     previous = read_current(s3, BUCKET)
@@ -226,10 +230,12 @@ def publish(s3: Any, folder: Path, model_id: str, dim: int, version: str) -> Non
         count=count,
         built_at=now_iso(),
         dim=dim,
-        dtype=Settings.from_env({}).index.dtype,
+        engine=settings.engine,
+        dtype=settings.dtype,
         expansion_search=int((folder / EXPANSION_FILE).read_text()),
     )
     write_current(s3, BUCKET, current, previous.etag if previous else None)
+    return current
 
 
 def _exists(s3: Any, key: str) -> bool:
@@ -300,10 +306,10 @@ def main() -> None:
             for tower in args.towers:
                 model = ClipModel.load(bundles[tower], threads=1)
                 version = f"bench-{n}"
-                publish(s3, folder, model.model_id, model.dim, version)
+                current = publish(s3, folder, model.model_id, model.dim, version)
                 with tempfile.TemporaryDirectory() as cache:
                     began = time.perf_counter()
-                    download_version(s3, BUCKET, "indexes/", version, cache)
+                    download_version(s3, BUCKET, "indexes/", current, cache)
                     download_seconds = time.perf_counter() - began
                     index_mb = sum(f.stat().st_size for f in Path(cache, version).iterdir()) / 2**20
                     env = base_env | {
@@ -410,7 +416,9 @@ def main() -> None:
     path = write_results(
         "query",
         {
-            "environment": environment("onnxruntime", "usearch", "numpy", "aws-lambda-powertools")
+            "environment": environment(
+                "onnxruntime", "faiss-cpu", "usearch", "numpy", "aws-lambda-powertools"
+            )
             | {"load_average_before": load_before},
             "threads": args.threads,
             "targets": TARGETS,

@@ -634,7 +634,7 @@ def main(argv: list[str] | None = None) -> None:
         AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION=REGION
     )
     started = time.perf_counter()
-    env_start = environment("onnxruntime", "moto", "boto3", "usearch", "psutil")
+    env_start = environment("onnxruntime", "moto", "boto3", "faiss-cpu", "usearch", "psutil")
 
     probe: dict[str, Any] | None = None
     if not args.no_memory_probe and (INT8 / "model.json").is_file():
@@ -673,7 +673,7 @@ def main(argv: list[str] | None = None) -> None:
             "p99_swap_vs_before": run["swap"]["p99_ms"] / p["before"]["p99_ms"],
         }
     aws = projection()
-    env = environment("onnxruntime", "moto", "boto3", "usearch", "psutil")
+    env = environment("onnxruntime", "moto", "boto3", "faiss-cpu", "usearch", "psutil")
     print(
         f"\nCPU: {env['cpu']} ({env['cpu_count']} cores), load average at start "
         f"{env_start['load_average_1_5_15']}, at end {env['load_average_1_5_15']}; S3, DynamoDB,"

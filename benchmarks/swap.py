@@ -372,7 +372,7 @@ def main() -> None:
     path = write_results(
         "swap",
         {
-            "environment": environment("onnxruntime", "usearch", "moto")
+            "environment": environment("onnxruntime", "faiss-cpu", "usearch", "moto")
             | {"load_average_before": load_before},
             "settings": settings,
             "targets": TARGETS,

@@ -1,4 +1,4 @@
-"""Build step of the index pipeline: a usearch index from the snapshot, under a new version.
+"""Build step of the index pipeline: an HNSW index from the snapshot, under a new version.
 
 Handler ``build_index.app.handler``. Input: ``BuildInput`` (``{"snapshot": <Snapshot output>}``).
 Output: ``BuildResult.dump()``. Logic lives in ``imgsearch.pipeline.build``.

@@ -30,7 +30,7 @@ from moto import mock_aws
 
 from imgsearch.catalog.current import CurrentIndex, read_current, write_current
 from imgsearch.catalog.keytable import KeyTable
-from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE, new_version, version_key
+from imgsearch.catalog.layout import KEYS_FILE, index_file, new_version, version_key
 from imgsearch.core.aws import Clients
 from imgsearch.core.clock import now_iso
 from imgsearch.core.config import Settings
@@ -200,10 +200,11 @@ def publish_index(
     ids = np.array([image_id(i.key) for i in images], dtype=np.int64)
     vectors = np.stack([i.vector for i in images]).astype(np.float16)
     index = build_index(vectors, ids, settings.index, threads=1)
+    index_name = index_file(settings.index.engine)
     with _tempdir() as folder:
-        index.save(str(folder / INDEX_FILE))
+        index.save(folder / index_name)
         KeyTable.write(folder / KEYS_FILE, ids, [i.key for i in images])
-        for name in (INDEX_FILE, KEYS_FILE):
+        for name in (index_name, KEYS_FILE):
             body = (files or {}).get(name, (folder / name).read_bytes())
             s3.put_object(
                 Bucket=settings.bucket,
@@ -219,6 +220,7 @@ def publish_index(
         scanned_from=scanned_from or now_iso(),
         published_at=now_iso(),
         dim=int(vectors.shape[1]),
+        engine=settings.index.engine,
         dtype=settings.index.dtype,
         previous=previous.version if previous else "",
         expansion_search=expansion_search,

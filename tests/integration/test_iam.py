@@ -621,10 +621,12 @@ S3_GRANTS: dict[str, dict[str, set[str]]] = {
             "indexes/current.json",
             "indexes/*/report.json",
             "indexes/*/index.usearch",
+            "indexes/*/index.faiss",
         },
         "s3:ListBucket": {"indexes/*"},
         "s3:PutObject": {
             "indexes/*/index.usearch",
+            "indexes/*/index.faiss",
             "indexes/*/keys",
             "indexes/*/recent.json",
             "indexes/*/reference.npy",

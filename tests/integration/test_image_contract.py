@@ -290,6 +290,7 @@ def aws_endpoint() -> Iterator[str]:
 RUNTIME_MODULES = (
     "imgsearch",
     "onnxruntime",
+    "faiss",
     "usearch",
     "tokenizers",
     "PIL",

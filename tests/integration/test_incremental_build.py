@@ -14,8 +14,9 @@ import pytest
 from imgsearch_devkit.local.lambda_dispatch import install_lambda_dispatch
 from pipeline_support import BUCKET, Stack, pipeline_environment, running_stack
 from tiny_bundle import make_tiny_bundle
-from usearch.index import Index
 
+from imgsearch.ann import AnnIndex, open_index
+from imgsearch.catalog.layout import index_file
 from imgsearch.core.clock import now_iso
 from imgsearch.core.keys import image_id
 from imgsearch.store import EmbeddingRecord
@@ -69,10 +70,10 @@ def delete(stack: Stack, key: str) -> None:
     )
 
 
-def served_index(stack: Stack, version: str, tmp_path: Path) -> Index:
-    path = tmp_path / f"{version}.usearch"
-    stack.s3.download_file(BUCKET, f"indexes/{version}/index.usearch", str(path))
-    return Index.restore(str(path))
+def served_index(stack: Stack, version: str, tmp_path: Path, engine: str = "faiss") -> AnnIndex:
+    path = tmp_path / f"{version}.index"
+    stack.s3.download_file(BUCKET, f"indexes/{version}/{index_file(engine)}", str(path))
+    return open_index(engine, path)
 
 
 def test_the_second_build_changes_only_what_changed(stack, tmp_path: Path) -> None:
@@ -107,12 +108,15 @@ def test_the_second_build_changes_only_what_changed(stack, tmp_path: Path) -> No
     assert all(g["passed"] for g in second["gates"]), second["gates"]
 
     index = served_index(stack, second["version"], tmp_path)
-    held = set(np.asarray(index.keys, dtype=np.uint64).tolist())
+    held = set(index.ids().tolist())
     assert {image_id(k) for k in new} <= held
     assert not {image_id(k) for k in gone} & held
     for key, vector in again.items():  # the new embedding, not the old one
-        stored = np.asarray(index.get(np.uint64(image_id(key)), dtype=np.float32))
+        stored = index.vector(image_id(key))
+        assert stored is not None
         assert np.allclose(stored, vector / np.linalg.norm(vector), atol=2e-3)
+    found = index.search(np.stack([v for v in again.values()]), 1).ids[:, 0]
+    assert found.tolist() == [image_id(k) for k in again]  # and it is what a search finds
 
     third = published(stack)  # nothing changed: incremental, nothing to do
     assert third["build"]["mode"] == "incremental"
@@ -124,10 +128,21 @@ def test_the_second_build_changes_only_what_changed(stack, tmp_path: Path) -> No
     assert third["build"]["removed_since_full"] == 12
 
 
-def test_settings_tombstones_or_a_large_change_build_from_scratch(stack) -> None:
+def test_settings_tombstones_or_a_large_change_build_from_scratch(stack, tmp_path) -> None:
     stack, _ = stack
     stack.put_images()
-    published(stack)
+    with install_lambda_dispatch(stack.routes(IMGSEARCH_INDEX_ENGINE="usearch")):
+        old = published(stack)
+        assert old["build"]["engine"] == "usearch"
+        delete(stack, "images/red-square/010.png")
+        again = published(stack)  # a usearch version changes incrementally too
+        assert (again["build"]["mode"], again["build"]["removed"]) == ("incremental", 1)
+    assert (
+        len(served_index(stack, again["version"], tmp_path, "usearch")) == old["build"]["count"] - 1
+    )
+    switched = published(stack)
+    assert (switched["build"]["mode"], switched["build"]["engine"]) == ("full", "faiss")
+    assert "index settings changed (engine" in switched["build"]["mode_reason"]
     with install_lambda_dispatch(stack.routes(IMGSEARCH_INDEX_CONNECTIVITY="16")):
         changed = published(stack)
     assert changed["build"]["mode"] == "full"

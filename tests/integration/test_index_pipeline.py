@@ -25,8 +25,8 @@ from pipeline_support import (
     running_stack,
 )
 from tiny_bundle import make_tiny_bundle
-from usearch.index import Index
 
+from imgsearch.ann import open_index
 from imgsearch.catalog.current import read_current
 from imgsearch.catalog.keytable import KeyTable
 from imgsearch.core.keys import image_id
@@ -84,10 +84,10 @@ def test_successful_run_publishes_a_version_whose_report_holds_every_figure(stac
     assert current.headline["recall_at_10"] == report["ann"]["recall_at_10"]
     assert current.headline["precision_at_10"] == report["quality"]["precision_at_10"]
     # The query function opens the published index this way.
-    stack.s3.download_file(BUCKET, f"indexes/{version}/index.usearch", "/tmp/pipeline-test.usearch")
-    index = Index.restore("/tmp/pipeline-test.usearch", view=True)
-    assert index is not None and len(index) == current.count
-    assert index.metric.name == "IP" and index.dtype.name == "F16"  # imgsearch.core.vectors
+    assert current.engine == report["build"]["engine"] == "faiss"
+    stack.s3.download_file(BUCKET, f"indexes/{version}/index.faiss", "/tmp/pipeline-test.faiss")
+    index = open_index("faiss", "/tmp/pipeline-test.faiss", view=True)
+    assert len(index) == current.count and index.dtype == "f16"
     keys = KeyTable(
         stack.s3.get_object(Bucket=BUCKET, Key=f"indexes/{version}/keys")["Body"].read()
     )

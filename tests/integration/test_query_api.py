@@ -26,7 +26,7 @@ from query_support import (
     tombstone,
 )
 
-from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE
+from imgsearch.catalog.layout import KEYS_FILE, index_file
 
 pytestmark = pytest.mark.slow
 
@@ -188,9 +188,10 @@ def test_similar_uses_the_stored_vector_and_leaves_the_image_out(stack):
     assert_error(get(handler, similar_path("images/never-uploaded.png")), 404, "not_found")
 
 
-def test_an_i8_index_serves_with_cosine_scores(stack):
-    """The query side puts vectors in the form of the index's own scalar type."""
-    index = dataclasses.replace(stack.settings.index, dtype="i8")
+def test_a_usearch_i8_index_serves_with_cosine_scores(stack):
+    """A version of the other engine (current.json names it) serves beside the configured one,
+    and the query side puts vectors in the form of the index's own scalar type."""
+    index = dataclasses.replace(stack.settings.index, engine="usearch", dtype="i8")
     publish_index(
         stack.s3, dataclasses.replace(stack.settings, index=index), stack.model_id, stack.images
     )
@@ -330,7 +331,7 @@ def test_a_new_version_is_swapped_in_while_requests_keep_theirs(stack):
 @pytest.mark.parametrize(
     "broken",
     [
-        {INDEX_FILE: b"not a usearch index"},
+        {index_file("faiss"): b"not a faiss index"},
         {KEYS_FILE: b"IMGSKEY1" + b"\x05" + b"\x00" * 7},
     ],
     ids=["corrupt-index", "truncated-keys"],

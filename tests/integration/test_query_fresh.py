@@ -67,11 +67,12 @@ def keys(body: dict) -> list[str]:
     return [r["key"] for r in body["results"]]
 
 
-@pytest.mark.parametrize("dtype", ["f16", "i8"])
+@pytest.mark.parametrize(("engine", "dtype"), [("faiss", "f16"), ("usearch", "i8")])
 def test_an_upload_after_the_build_is_found_by_every_search_at_once(
-    tmp_path: Path, model, images: list[Image], dtype: str
+    tmp_path: Path, model, images: list[Image], engine: str, dtype: str
 ) -> None:
-    with query_stack(tmp_path, model, images[:30], {**FRESH, "IMGSEARCH_INDEX_DTYPE": dtype}) as s:
+    kind = {"IMGSEARCH_INDEX_ENGINE": engine, "IMGSEARCH_INDEX_DTYPE": dtype}
+    with query_stack(tmp_path, model, images[:30], {**FRESH, **kind}) as s:
         found_at_once(s, images)
 
 

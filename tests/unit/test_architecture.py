@@ -1,8 +1,9 @@
 """The shape of the code: imports run one way, and nothing configures a handler through the
 process environment.
 
-Tiers (docs/architecture.md): ``core`` -> ``model``/``store``/``catalog``/``usage`` -> ``eval``
--> ``ingest``/``pipeline``/``query``/``monitor`` -> ``backfill``/``rollout`` -> ``functions/``;
+Tiers (docs/architecture.md): ``core`` -> ``model``/``store``/``catalog``/``usage``/``ann`` ->
+``eval`` -> ``ingest``/``pipeline``/``query``/``monitor`` -> ``backfill``/``rollout`` ->
+``functions/``;
 packages of one tier are independent of each other, and the developer kit (``imgsearch_devkit``)
 imports the runtime, never the reverse. The training job (``imgsearch_training``, the SageMaker
 image) imports the runtime and never the developer kit; nothing in the runtime imports it.
@@ -28,6 +29,7 @@ TIERS = {
     "store": 1,
     "catalog": 1,
     "usage": 1,
+    "ann": 1,
     "eval": 2,
     "ingest": 3,
     "pipeline": 3,

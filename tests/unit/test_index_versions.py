@@ -7,12 +7,15 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from imgsearch.catalog.layout import VERSION_PATTERN, new_version, version_order, version_time
 from imgsearch.catalog.versions import (
     PublishRecord,
     VersionInfo,
+    has_artifacts,
     rollback_target,
     versions_to_delete,
 )
@@ -146,3 +149,21 @@ def test_rollback_input() -> None:
     assert parse_rollback_input({"to": "20250101T000000Z-a1b2c3"}) == "20250101T000000Z-a1b2c3"
     with pytest.raises(ValueError, match='"to" must be a version'):
         parse_rollback_input({"to": "../current"})
+
+
+@mock_aws
+def test_a_version_of_either_engine_has_its_artifacts_and_one_without_an_index_not() -> None:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="versions")
+    for version, files in {
+        "faiss": ["index.faiss", "keys"],
+        "usearch": ["index.usearch", "keys"],
+        "keys-only": ["keys"],
+        "index-only": ["index.faiss"],
+    }.items():
+        for name in files:
+            s3.put_object(Bucket="versions", Key=f"indexes/{version}/{name}", Body=b"x")
+    found = {v: has_artifacts(s3, "versions", "indexes/", v) for v in ("faiss", "usearch")}
+    missing = {v: has_artifacts(s3, "versions", "indexes/", v) for v in ("keys-only", "index-only")}
+    assert found == {"faiss": True, "usearch": True}
+    assert missing == {"keys-only": False, "index-only": False}

@@ -10,7 +10,7 @@ index::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -39,6 +39,9 @@ class CurrentIndex(Contract):
     published_at: str = ""
     snapshot_hash: str = ""
     dim: int = 0
+    engine: Literal["faiss", "usearch"] = "usearch"
+    """What opens ``index_file(engine)`` (``imgsearch.ann``): usearch for a version published
+    before faiss was an engine."""
     dtype: str = ""
     previous: str = ""
     expansion_search: int = 0

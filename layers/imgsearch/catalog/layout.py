@@ -2,7 +2,8 @@
 
 Layout under the index prefix (default ``indexes/``)::
 
-    indexes/<version>/index.usearch   the usearch index (keys = stable image ids)
+    indexes/<version>/index.faiss     the index (keys = stable image ids), or index.usearch:
+                                      ``index_file(engine)``, ``imgsearch.ann``
     indexes/<version>/keys            id -> S3 key table (``imgsearch.catalog.keytable``)
     indexes/<version>/report.json     what was built, with which parameters, every figure
     indexes/<version>/published.json  written once the version served (``catalog.versions``)
@@ -16,7 +17,7 @@ and each snapshot's ``snapshots/<id>/snapshot.json`` names its files
 ::
 
     version = new_version()                       # "20250101T000000.123456Z-a1b2c3"
-    version_key("indexes/", version, INDEX_FILE)  # "indexes/<version>/index.usearch"
+    version_key("indexes/", version, index_file("faiss"))  # "indexes/<version>/index.faiss"
     sorted(names, key=version_order)              # oldest first, old "20250101T000000Z-…" too
 """
 
@@ -26,7 +27,8 @@ import re
 import secrets
 from datetime import UTC, datetime
 
-INDEX_FILE = "index.usearch"
+INDEX_FILES = {"faiss": "index.faiss", "usearch": "index.usearch"}
+"""Each index engine's file name; a version holds one of them."""
 KEYS_FILE = "keys"
 REPORT_FILE = "report.json"
 CURRENT_FILE = "current.json"
@@ -73,3 +75,10 @@ def version_order(version: str) -> tuple[datetime, str]:
 
 def version_key(prefix: str, version: str, name: str) -> str:
     return f"{prefix}{version}/{name}"
+
+
+def index_file(engine: str) -> str:
+    """The name of a version's index file, for ``engine`` (``faiss`` or ``usearch``)."""
+    if engine not in INDEX_FILES:
+        raise ValueError(f"unknown index engine {engine!r}: one of {', '.join(INDEX_FILES)}")
+    return INDEX_FILES[engine]

@@ -65,6 +65,8 @@ class BuildResult(Contract):
     keys_key: str
     count: int
     dim: int
+    engine: Literal["faiss", "usearch"] = "usearch"
+    """The index engine (``imgsearch.ann``); versions built before faiss was one are usearch."""
     metric: str
     dtype: str
     connectivity: int

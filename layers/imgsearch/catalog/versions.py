@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from imgsearch.catalog.contract import Contract, Figure, read_object, write_object
 from imgsearch.catalog.layout import (
-    INDEX_FILE,
+    INDEX_FILES,
     KEYS_FILE,
     PUBLISHED_FILE,
     VERSION_PATTERN,
@@ -91,10 +91,12 @@ def list_version_names(s3: Any, bucket: str, prefix: str) -> list[str]:
 
 
 def has_artifacts(s3: Any, bucket: str, prefix: str, version: str) -> bool:
-    return all(
-        object_exists(s3, bucket, version_key(prefix, version, name))
-        for name in (INDEX_FILE, KEYS_FILE)
-    )
+    """Its key table and an index file (of either engine) are there."""
+
+    def exists(name: str) -> bool:
+        return object_exists(s3, bucket, version_key(prefix, version, name))
+
+    return exists(KEYS_FILE) and any(exists(name) for name in INDEX_FILES.values())
 
 
 def read_publish_record(s3: Any, bucket: str, prefix: str, version: str) -> PublishRecord | None:

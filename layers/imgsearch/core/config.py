@@ -114,7 +114,7 @@ def _read(cls: type[S], environ: Mapping[str, str], **computed: Any) -> S:
 
 
 def lambda_threads(environ: Mapping[str, str]) -> int:
-    """Threads for onnxruntime and usearch.
+    """Threads for onnxruntime and the index engine.
 
     ``IMGSEARCH_THREADS`` wins. On Lambda, vCPUs grow with memory, so the count is derived from
     ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``; elsewhere it is the machine's CPU count.
@@ -149,8 +149,12 @@ class ModelSettings:
 class IndexSettings:
     prefix: str = env("IMGSEARCH_INDEX_PREFIX", "indexes/", _folder)
     snapshot_prefix: str = env("IMGSEARCH_SNAPSHOT_PREFIX", "snapshots/", _folder)
+    engine: str = env("IMGSEARCH_INDEX_ENGINE", "faiss", one_of("faiss", "usearch"))
+    """faiss by default: 0.38x usearch's p50 at the same recall over 1M vectors, and 0.22x its
+    cold open (docs/peers.md). Each version records its engine: either kind serves."""
     dtype: str = env("IMGSEARCH_INDEX_DTYPE", "f16", one_of("f32", "f16", "i8"))
-    """f16 by default; i8 halves the index for about 0.01 of recall@10 (benchmarks/index.py)."""
+    """f16 by default; i8 (usearch only) halves the index for about 0.01 of recall@10
+    (benchmarks/index.py)."""
     connectivity: int = env("IMGSEARCH_INDEX_CONNECTIVITY", 24)
     expansion_add: int = env("IMGSEARCH_INDEX_EXPANSION_ADD", 64)
     """With connectivity 24, half the build of connectivity 16 at ``expansion_add`` 128 for
@@ -170,8 +174,9 @@ class IndexSettings:
     incremental_max_removed: float = env("IMGSEARCH_INDEX_INCREMENTAL_MAX_REMOVED", 0.1)
     """Build starts from the serving index (adds the new and changed vectors, removes the
     deleted and changed ones) until the entries removed since its last full build pass this
-    share of the index: usearch's ``remove`` leaves tombstones and keeps their memory
-    (unum-cloud/USearch#726), so past it a full build is cheaper to search. 0: always full."""
+    share of the index: a removed vector stays in the graph as a tombstone, with its memory,
+    in either engine (``imgsearch.ann``), so past it a full build is cheaper to search.
+    0: always full."""
     scan_segments: int = env("IMGSEARCH_SCAN_SEGMENTS", 4)
     cache_dir: str = env("IMGSEARCH_INDEX_CACHE_DIR", "/tmp/imgsearch/indexes")
     refresh_seconds: int = env("IMGSEARCH_INDEX_REFRESH_SECONDS", 60)
@@ -189,6 +194,13 @@ class IndexSettings:
     recent_images: int = env("IMGSEARCH_RECENT_IMAGES", 24, up_to(MAX_RECENT_IMAGES))
     """How many of the newest images a snapshot records for the page's first view (``GET
     /recent``); 0 records none. Bounded: they travel in the Step Functions payloads (256 KB)."""
+
+    def __post_init__(self) -> None:
+        if self.engine == "faiss" and self.dtype == "i8":
+            raise ConfigError(
+                "IMGSEARCH_INDEX_DTYPE=i8 needs IMGSEARCH_INDEX_ENGINE=usearch "
+                "(the faiss engine stores f16 or f32)"
+            )
 
 
 @dataclass(frozen=True)

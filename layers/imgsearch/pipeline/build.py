@@ -1,20 +1,20 @@
-"""Build: a usearch HNSW index over a snapshot, keyed by the stable 63-bit image ids.
+"""Build: an HNSW index over a snapshot, keyed by the stable 63-bit image ids.
 
-Cosine similarity; the stored scalar type (``f16`` by default, or ``i8``/``f32``), connectivity
-and expansion come from ``settings.index``, the metric and stored form of the vectors from
-:mod:`imgsearch.core.vectors`. Vectors are added in batches straight from the snapshot's
+Cosine similarity; the engine (faiss by default, or usearch: :mod:`imgsearch.ann`), the stored
+scalar type (``f16`` by default, or ``f32``; ``i8`` with usearch), connectivity and expansion
+come from ``settings.index``. Vectors are added in batches straight from the snapshot's
 float16 memmap, on every thread the function has::
 
     index = build_index(local.vectors, local.ids, settings.index, threads=6)
-    result = build_version(settings, s3, manifest)   # uploads indexes/<version>/index.usearch,
+    result = build_version(settings, s3, manifest)   # uploads indexes/<version>/index.faiss,
                                                      # keys, recent.json and reference.npy
 
 When the serving index was built from the same model at the same settings, Build starts from
 it and changes only what the snapshot changed (``imgsearch.pipeline.incremental``); the result
-says which mode ran and why. The saved file carries its metric, scalar type and dimensions, so
-the query function opens it with ``Index.restore(path, view=True)`` and gets the same index
-back. ``BuildResult``, the step's output, is part of the version's report:
-:mod:`imgsearch.catalog.report` defines it.
+says which mode ran and why. The saved file carries its scalar type and dimensions, and the
+result its engine, so the query function opens it memory-mapped
+(``open_index(engine, path, view=True)``) and gets the same index back. ``BuildResult``, the
+step's output, is part of the version's report: :mod:`imgsearch.catalog.report` defines it.
 """
 
 from __future__ import annotations
@@ -26,17 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from usearch.index import Index
 
+from imgsearch.ann import AnnIndex, new_index
 from imgsearch.catalog.errors import PipelineError
 from imgsearch.catalog.keytable import KeyTable
-from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE, new_version, version_key
+from imgsearch.catalog.layout import KEYS_FILE, index_file, new_version, version_key
 from imgsearch.catalog.recent import RecentImages, write_recent
 from imgsearch.catalog.reference import sample_rows, write_reference
 from imgsearch.catalog.report import BuildResult, SnapshotManifest
 from imgsearch.core.clock import now_iso
 from imgsearch.core.config import IndexSettings, Settings
-from imgsearch.core.vectors import metric_for, prepare
+from imgsearch.core.vectors import metric_for
 from imgsearch.pipeline.incremental import (
     BuildPlan,
     Change,
@@ -57,17 +57,6 @@ class BuildError(PipelineError):
     """The snapshot cannot become an index (duplicate ids, or the index lost vectors)."""
 
 
-def new_index(dim: int, settings: IndexSettings) -> Index:
-    return Index(
-        ndim=dim,
-        metric=metric_for(settings.dtype),
-        dtype=settings.dtype,
-        connectivity=settings.connectivity,
-        expansion_add=settings.expansion_add,
-        expansion_search=settings.expansion_search,
-    )
-
-
 def check_unique(ids: np.ndarray) -> None:
     ordered = np.sort(ids)
     clashes = ordered[1:][ordered[1:] == ordered[:-1]]
@@ -77,17 +66,16 @@ def check_unique(ids: np.ndarray) -> None:
 
 def build_index(
     vectors: np.ndarray, ids: np.ndarray, settings: IndexSettings, threads: int
-) -> Index:
+) -> AnnIndex:
     """Add ``vectors`` (rows, any float dtype) under ``ids`` to a new index, in batches."""
     if len(vectors) != len(ids):
         raise BuildError(f"{len(vectors)} vectors but {len(ids)} ids")
     check_unique(ids)
-    index = new_index(vectors.shape[1], settings)
-    keys = ids.astype(np.uint64)
+    index = new_index(settings.engine, vectors.shape[1], settings)
     started = time.perf_counter()
     for begin in range(0, len(ids), ADD_BATCH):
         end = min(begin + ADD_BATCH, len(ids))
-        index.add(keys[begin:end], prepare(vectors[begin:end], settings.dtype), threads=threads)
+        index.add(ids[begin:end], vectors[begin:end], threads=threads)
         logger.info(
             "build: %d/%d vectors added (%.1f s)", end, len(ids), time.perf_counter() - started
         )
@@ -99,7 +87,7 @@ def build_index(
 def build_version(
     settings: Settings, s3: Any, manifest: SnapshotManifest, workdir: str | None = None
 ) -> BuildResult:
-    """Download the snapshot, build, upload ``index.usearch`` and ``keys`` under a new version."""
+    """Download the snapshot, build, upload the index and ``keys`` under a new version."""
     version = new_version()
     threads = settings.model.threads
     with tempfile.TemporaryDirectory(dir=workdir) as name:
@@ -109,10 +97,11 @@ def build_version(
         started = time.perf_counter()
         index, change, plan = _build(settings, s3, local, plan, folder, threads)
         build_seconds = time.perf_counter() - started
-        index_path, keys_path = folder / INDEX_FILE, folder / KEYS_FILE
-        index.save(str(index_path))
+        index_name = index_file(index.engine)
+        index_path, keys_path = folder / index_name, folder / KEYS_FILE
+        index.save(index_path)
         KeyTable.write(keys_path, local.ids, local.keys())
-        index_key = version_key(settings.index.prefix, version, INDEX_FILE)
+        index_key = version_key(settings.index.prefix, version, index_name)
         keys_key = version_key(settings.index.prefix, version, KEYS_FILE)
         s3.upload_file(str(index_path), settings.bucket, index_key)
         s3.upload_file(str(keys_path), settings.bucket, keys_key)
@@ -134,6 +123,7 @@ def build_version(
             keys_key=keys_key,
             count=len(index),
             dim=manifest.dim,
+            engine=index.engine,
             metric=metric_for(settings.index.dtype),
             dtype=settings.index.dtype,
             connectivity=settings.index.connectivity,
@@ -142,7 +132,7 @@ def build_version(
             build_seconds=round(build_seconds, 3),
             index_bytes=index_path.stat().st_size,
             keys_bytes=keys_path.stat().st_size,
-            memory_bytes=int(index.memory_usage),
+            memory_bytes=index.memory_usage,
             built_at=now_iso(),
             mode=plan.mode,
             mode_reason=plan.reason,
@@ -174,12 +164,12 @@ def _build(
     plan: BuildPlan,
     folder: Path,
     threads: int,
-) -> tuple[Index, Change | None, BuildPlan]:
+) -> tuple[AnnIndex, Change | None, BuildPlan]:
     """The index of ``local``: from the serving one when ``plan`` says so and the change is
     small enough, else built from scratch (the plan then says why)."""
     if plan.mode == "incremental":
-        index = restore_base(s3, settings, plan.base_version, folder)
-        change = apply_changes(index, local.vectors, local.ids, settings.index, threads)
+        index = restore_base(s3, settings, plan, folder)
+        change = apply_changes(index, local.vectors, local.ids, threads)
         if change is not None:
             if len(index) != len(local.ids):
                 raise BuildError(f"index holds {len(index)} vectors, snapshot {len(local.ids)}")

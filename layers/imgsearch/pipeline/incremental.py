@@ -3,17 +3,17 @@ changed, instead of every vector added again.
 
 ``plan_build`` decides, from the serving version's ``current.json`` and ``report.json``, whether
 Build may start from it, and says why not: no serving version, another model, other index
-settings (dimensions, scalar type, connectivity, expansion), or too many tombstones
-(``IMGSEARCH_INDEX_INCREMENTAL_MAX_REMOVED``: usearch's ``remove`` leaves them and keeps their
-memory, unum-cloud/USearch#726). ``apply_changes`` then compares the snapshot with the restored
-index: ids only in the snapshot are added, ids only in the index removed, and an id in both whose
-stored vector differs from the snapshot's (a new embedding of the key) is removed and added
-again::
+settings (engine, dimensions, scalar type, connectivity, expansion), or too many tombstones
+(``IMGSEARCH_INDEX_INCREMENTAL_MAX_REMOVED``: neither engine reclaims a removed vector's node,
+unum-cloud/USearch#726, and faiss's HNSW cannot remove one at all: ``imgsearch.ann``).
+``apply_changes`` then compares the snapshot with the restored index: ids only in the snapshot
+are added, ids only in the index removed, and an id in both whose stored vector differs from
+the snapshot's (a new embedding of the key) is removed and added again::
 
     plan = plan_build(settings, s3, manifest)
     if plan.mode == "incremental":
-        index = restore_base(s3, settings, plan.base_version, folder)
-        change = apply_changes(index, local.vectors, local.ids, settings.index, threads)
+        index = restore_base(s3, settings, plan, folder)
+        change = apply_changes(index, local.vectors, local.ids, threads)
         change.added, change.removed, change.changed
 
 Validate judges the result as it judges a full build; the report says which mode ran and why.
@@ -27,23 +27,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from usearch.index import Index
 
+from imgsearch.ann import AnnIndex, open_index
 from imgsearch.catalog.current import read_current
-from imgsearch.catalog.layout import INDEX_FILE, version_key
+from imgsearch.catalog.layout import index_file, version_key
 from imgsearch.catalog.report import SnapshotManifest, read_report
-from imgsearch.core.config import IndexSettings, Settings
-from imgsearch.core.vectors import prepare, scalar_name
+from imgsearch.core.config import Settings
 
 logger = logging.getLogger(__name__)
 
 COMPARE_BATCH = 65_536
 """Rows compared per step: bounds the float32 copies of stored and snapshot vectors."""
-FLOAT_TOLERANCE = 2e-3
-"""A stored float vector differs from the snapshot's past this (per component): float16
-rounding is below 1e-3 on unit vectors, a new embedding of an image far above."""
-I8_TOLERANCE = 1
-"""The same for i8 rows: one quantisation step."""
 MAX_CHANGED_SHARE = 0.5
 """Past this share of the snapshot added or replaced, a full build does less work."""
 
@@ -53,6 +47,7 @@ class BuildPlan:
     mode: Literal["full", "incremental"]
     reason: str
     base_version: str = ""
+    base_engine: str = ""
     removed_before: int = 0
     """Tombstones the base index holds already (its report's ``removed_since_full``)."""
 
@@ -83,12 +78,13 @@ def plan_build(settings: Settings, s3: Any, manifest: SnapshotManifest) -> Build
     if report is None:
         return BuildPlan("full", f"the serving index {version} has no report")
     built = report.build
-    wanted = (manifest.dim, options.dtype, options.connectivity, options.expansion_add)
-    served = (built.dim, built.dtype, built.connectivity, built.expansion_add)
+    wanted = (options.engine, manifest.dim, options.dtype)
+    wanted += (options.connectivity, options.expansion_add)
+    served = (built.engine, built.dim, built.dtype, built.connectivity, built.expansion_add)
     if wanted != served:
         return BuildPlan(
             "full",
-            "the index settings changed (dim, dtype, connectivity, expansion_add: "
+            "the index settings changed (engine, dim, dtype, connectivity, expansion_add: "
             f"{served} -> {wanted})",
         )
     if built.removed_since_full / max(built.count, 1) >= options.incremental_max_removed:
@@ -101,55 +97,47 @@ def plan_build(settings: Settings, s3: Any, manifest: SnapshotManifest) -> Build
         "incremental",
         f"from {version}",
         base_version=version,
+        base_engine=built.engine,
         removed_before=built.removed_since_full,
     )
 
 
-def restore_base(s3: Any, settings: Settings, version: str, folder: Path) -> Index:
+def restore_base(s3: Any, settings: Settings, plan: BuildPlan, folder: Path) -> AnnIndex:
     """The serving version's index, downloaded and loaded whole (it is changed in memory)."""
-    path = folder / f"base-{INDEX_FILE}"
+    name = index_file(plan.base_engine)
+    path = folder / f"base-{name}"
     s3.download_file(
-        settings.bucket, version_key(settings.index.prefix, version, INDEX_FILE), str(path)
+        settings.bucket, version_key(settings.index.prefix, plan.base_version, name), str(path)
     )
-    index = Index.restore(str(path))
+    index = open_index(plan.base_engine, path)
     path.unlink()
     return index
 
 
-def _differs(stored: np.ndarray, fresh: np.ndarray, dtype: str) -> np.ndarray:
-    tolerance = I8_TOLERANCE if dtype == "i8" else FLOAT_TOLERANCE
-    return np.abs(stored.astype(np.float32) - fresh.astype(np.float32)).max(axis=1) > tolerance
-
-
 def apply_changes(
-    index: Index, vectors: np.ndarray, ids: np.ndarray, settings: IndexSettings, threads: int
+    index: AnnIndex, vectors: np.ndarray, ids: np.ndarray, threads: int
 ) -> Change | None:
     """Turn ``index`` into the index of ``vectors`` under ``ids``; None (nothing changed in
     it) when so much changed that a full build does less work."""
-    dtype = scalar_name(index.dtype)
-    stored = np.asarray(index.keys, dtype=np.uint64).astype(np.int64)
+    stored = index.ids()
     known = np.isin(ids, stored)
     gone = stored[~np.isin(stored, ids)]
     rows_changed: list[np.ndarray] = []
     known_rows = np.flatnonzero(known)
     for begin in range(0, len(known_rows), COMPARE_BATCH):
         rows = known_rows[begin : begin + COMPARE_BATCH]
-        held = np.stack(
-            index.get(ids[rows].astype(np.uint64), dtype=np.float32 if dtype != "i8" else np.int8)
-        )
-        fresh = prepare(vectors[rows], dtype)
-        rows_changed.append(rows[_differs(held, fresh, dtype)])
+        rows_changed.append(rows[index.changed(ids[rows], vectors[rows])])
     changed = np.concatenate(rows_changed) if rows_changed else np.empty(0, dtype=np.int64)
     added = np.flatnonzero(~known)
     if len(added) + len(changed) > MAX_CHANGED_SHARE * len(ids):
         return None
     for keys in (gone, ids[changed]):
         if len(keys):
-            index.remove(keys.astype(np.uint64))
+            index.remove(keys)
     rows = np.sort(np.concatenate([added, changed]))
     for begin in range(0, len(rows), COMPARE_BATCH):
         batch = rows[begin : begin + COMPARE_BATCH]
-        index.add(ids[batch].astype(np.uint64), prepare(vectors[batch], dtype), threads=threads)
+        index.add(ids[batch], vectors[batch], threads=threads)
     logger.info(
         "build: incremental, %d added, %d removed, %d replaced", len(added), len(gone), len(changed)
     )

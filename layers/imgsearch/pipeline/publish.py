@@ -55,6 +55,7 @@ def current_from_report(report: IndexReport, previous: str) -> CurrentIndex:
         published_at=now_iso(),
         snapshot_hash=report.snapshot.content_hash,
         dim=report.build.dim,
+        engine=report.build.engine,
         dtype=report.build.dtype,
         previous=previous,
         expansion_search=report.ann.expansion_search,

@@ -41,12 +41,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from usearch.index import BatchMatches, Index
+from usearch.index import BatchMatches
 from usearch.index import search as exact_search
 
+from imgsearch.ann import AnnIndex, open_index
 from imgsearch.catalog.contract import Figure
 from imgsearch.catalog.keytable import KeyTable
-from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE
+from imgsearch.catalog.layout import KEYS_FILE
 from imgsearch.catalog.registry import bundle_uri, read_record
 from imgsearch.catalog.report import (
     AnnFigures,
@@ -63,7 +64,7 @@ from imgsearch.catalog.report import (
 from imgsearch.core.clock import now_iso
 from imgsearch.core.config import GateSettings, IndexSettings, Settings
 from imgsearch.core.keys import image_id
-from imgsearch.core.vectors import l2_normalise, prepare
+from imgsearch.core.vectors import l2_normalise
 from imgsearch.eval.golden import GoldenSet, load_golden
 from imgsearch.eval.metrics import score_rankings
 from imgsearch.model.bundle import bundle_model_id
@@ -154,7 +155,7 @@ def exact_neighbours(
 
 
 def ann_recall(
-    index: Index,
+    index: AnnIndex,
     vectors: np.ndarray,
     ids: np.ndarray,
     queries: np.ndarray,
@@ -169,13 +170,13 @@ def ann_recall(
     otherwise read as misses whenever the two searches order them differently.
     """
     k = min(K, len(ids))
-    approx = index.search(prepare(queries, index.dtype), k, threads=threads)
+    approx = index.search(queries, k, threads=threads)
     if exact is None:
         exact = exact_neighbours(vectors, ids, queries, threads)
     order = np.argsort(ids)
     hits = 0
     for row, query in enumerate(queries):
-        found = approx.keys[row][: approx.counts[row]].astype(np.int64)
+        found, _ = approx.row(row)
         rows = order[np.searchsorted(ids, found, sorter=order)]
         similarity = l2_normalise(vectors[rows]) @ query
         kth = 1.0 - float(exact.distances[row][exact.counts[row] - 1])
@@ -193,7 +194,7 @@ def expansion_ladder(settings: IndexSettings) -> list[int]:
 
 
 def tune_expansion_search(
-    index: Index,
+    index: AnnIndex,
     vectors: np.ndarray,
     ids: np.ndarray,
     queries: np.ndarray,
@@ -217,10 +218,10 @@ def tune_expansion_search(
 
 
 def check_completeness(
-    index: Index, table: KeyTable, ids: np.ndarray, keys: Sequence[str]
+    index: AnnIndex, table: KeyTable, ids: np.ndarray, keys: Sequence[str]
 ) -> Completeness:
     """Every snapshot id in the index and in the key table, resolving to the snapshot's key."""
-    in_index = np.asarray(index.contains(ids.astype(np.uint64)), dtype=bool)
+    in_index = index.contains(ids)
     wrong_keys = [
         key for image_id, key in zip(ids.tolist(), keys, strict=True) if table.key(image_id) != key
     ]
@@ -236,9 +237,8 @@ def check_completeness(
     )
 
 
-def measure_latency(index: Index, queries: np.ndarray, k: int = K) -> Latency:
+def measure_latency(index: AnnIndex, queries: np.ndarray, k: int = K) -> Latency:
     """Single-query, single-thread search times, as the query API runs them."""
-    queries = prepare(queries, index.dtype)
     for query in queries[: min(5, len(queries))]:
         index.search(query, k, threads=1)  # warm caches before timing
     timings = []
@@ -370,11 +370,10 @@ def validate_version(
     with tempfile.TemporaryDirectory(dir=workdir) as name:
         folder = Path(name)
         local = LocalSnapshot.download(s3, settings.bucket, manifest, folder)
-        for key, file in ((build.index_key, INDEX_FILE), (build.keys_key, KEYS_FILE)):
-            s3.download_file(settings.bucket, key, str(folder / ("built-" + file)))
-        index = Index.restore(str(folder / ("built-" + INDEX_FILE)), view=True)
-        if index is None:
-            raise RuntimeError(f"{build.index_key} is not a usearch index")
+        index_path = folder / ("built-" + build.index_key.rsplit("/", 1)[-1])
+        s3.download_file(settings.bucket, build.index_key, str(index_path))
+        s3.download_file(settings.bucket, build.keys_key, str(folder / ("built-" + KEYS_FILE)))
+        index = open_index(build.engine, index_path, view=True)
         table = KeyTable.open(folder / ("built-" + KEYS_FILE))
 
         probes = noisy_queries(local.vectors, local.ids, gate.sample_queries, rng)

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgsearch.core.keys import image_id
-from imgsearch.core.vectors import prepare
 from imgsearch.model import ClipModel, ImageError, ImageLimits, l2_normalise, preprocess
 from imgsearch.query.cursor import Cursor, fingerprint
 from imgsearch.query.errors import (
@@ -198,9 +197,9 @@ class SearchEngine:
             return None if served.deleted.hides(key, embedded_at) else vector
         if key in served.deleted:
             return None
-        found = served.index.get(image_id(key), dtype=np.float32)
+        found = served.index.vector(image_id(key))
         if found is not None and served.keys.key(image_id(key)) == key:
-            return l2_normalise(np.asarray(found).reshape(1, -1))[0]
+            return l2_normalise(found.reshape(1, -1))[0]
         vector = self.table_vector(key, served.current.model)
         return None if vector is None else l2_normalise(vector.reshape(1, -1))[0]
 
@@ -232,12 +231,9 @@ class SearchEngine:
         k = min(k, MAX_DEPTH - returned)
         total = len(served.index) + len(served.fresh)
         count = min(returned + k + 1 + (exclude is not None), total, MAX_SEARCH_COUNT)
-        prepared = prepare(vector, served.index.dtype)
-        unit = l2_normalise(vector)  # the fresh set's form, whatever the index stores
+        unit = l2_normalise(vector)
         while True:
-            hits, exhausted = self._eligible(
-                served, (prepared, unit), count, after, min_score, exclude, k
-            )
+            hits, exhausted = self._eligible(served, unit, count, after, min_score, exclude, k)
             if len(hits) > k or exhausted or count >= min(total, MAX_SEARCH_COUNT):
                 break
             count = min(2 * count, total, MAX_SEARCH_COUNT)
@@ -252,7 +248,7 @@ class SearchEngine:
     @staticmethod
     def _eligible(
         served: Served,
-        vectors: tuple[np.ndarray, np.ndarray],
+        unit: np.ndarray,
         count: int,
         after: Cursor | None,
         min_score: float | None,
@@ -263,19 +259,13 @@ class SearchEngine:
         (the index ran out, or scores fell below ``min_score``)."""
         if count <= 0:
             return [], True
-        prepared, unit = vectors
-        matches = served.index.search(prepared, count=count)
+        found, similarity = served.index.search(unit, count).row(0)
         view = served.fresh.view()  # one refresh's state for the search and what it hides
         fresh = view.search(unit, count)
-        ids = np.concatenate(
-            [
-                np.asarray(matches.keys, dtype=np.int64),
-                np.fromiter((m.id for m in fresh), np.int64, len(fresh)),
-            ]
-        )
+        ids = np.concatenate([found, np.fromiter((m.id for m in fresh), np.int64, len(fresh))])
         scores = np.concatenate(
             [
-                1.0 - np.asarray(matches.distances, dtype=np.float64),
+                similarity.astype(np.float64),
                 np.fromiter((m.score for m in fresh), np.float64, len(fresh)),
             ]
         )

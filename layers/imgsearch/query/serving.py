@@ -2,9 +2,10 @@
 
 A ``Served`` holds everything a search needs from one version — the model that embeds its queries
 (the one ``current.json`` names, loaded before the swap: model and index change together), the
-memory-mapped usearch index, the id -> key table, ``current.json``, the keys deleted since it
-was built, the images embedded since (``fresh``, searched beside the index) and the newest
-images of its snapshot (``recent.json``; none for a version built before it existed).
+memory-mapped index (either engine: ``imgsearch.ann``), the id -> key table, ``current.json``,
+the keys deleted since it was built, the images embedded since (``fresh``, searched beside the
+index) and the newest images of its snapshot (``recent.json``; none for a version built before
+it existed).
 ``IndexServer`` loads the version that ``current.json`` names at init, then, at most every
 ``refresh_seconds``, checks ``current.json`` again: after a response (``defer``; on Lambda an
 internal extension, ``imgsearch.core.after_response``, so the swap's work never runs beside a
@@ -38,12 +39,12 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from usearch.index import Index
 
+from imgsearch.ann import AnnIndex, open_index
 from imgsearch.catalog.current import CurrentIndex, read_current
 from imgsearch.catalog.errors import ContractError
 from imgsearch.catalog.keytable import KeyTable
-from imgsearch.catalog.layout import INDEX_FILE, KEYS_FILE, version_key
+from imgsearch.catalog.layout import KEYS_FILE, index_file, version_key
 from imgsearch.catalog.recent import RecentImage, read_recent
 from imgsearch.core.aws import is_not_found
 from imgsearch.core.config import IndexSettings
@@ -70,7 +71,7 @@ class DownloadFailed(ImgsearchError):
 @dataclass(frozen=True)
 class Served:
     current: CurrentIndex
-    index: Index
+    index: AnnIndex
     keys: KeyTable
     deleted: DeletedKeys
     fresh: FreshVectors
@@ -114,15 +115,16 @@ def lower_priority(nice: int) -> None:
 
 
 def download_version(
-    s3: Any, bucket: str, prefix: str, version: str, cache_dir: str | Path
+    s3: Any, bucket: str, prefix: str, current: CurrentIndex, cache_dir: str | Path
 ) -> Path:
     """Fetch a version's index and key table into ``cache_dir/<version>/`` (kept if present).
 
     Each file is written under a temporary name and renamed, so a file that exists is whole.
     """
+    version = current.version
     directory = Path(cache_dir) / version
     directory.mkdir(parents=True, exist_ok=True)
-    for name in (INDEX_FILE, KEYS_FILE):
+    for name in (index_file(current.engine), KEYS_FILE):
         target = directory / name
         if target.is_file():
             continue
@@ -157,12 +159,10 @@ def open_version(
         )
     dim = model.dim
     try:
-        index = Index.restore(str(directory / INDEX_FILE), view=True)
+        index = open_index(current.engine, directory / index_file(current.engine), view=True)
         keys = KeyTable.open(directory / KEYS_FILE)
     except (ValueError, OSError, RuntimeError) as exc:
         raise BrokenVersion(f"index {current.version} cannot be opened: {exc}") from exc
-    if index is None:
-        raise BrokenVersion(f"index {current.version}: {INDEX_FILE} is not a usearch index")
     if index.ndim != dim:
         raise BrokenVersion(
             f"index {current.version} holds {index.ndim}-d vectors, the model makes {dim}-d ones"
@@ -245,7 +245,7 @@ class IndexServer:
             return False
         try:
             directory = download_version(
-                self.s3, self.bucket, prefix, current.version, self.settings.cache_dir
+                self.s3, self.bucket, prefix, current, self.settings.cache_dir
             )
             model = self._models(current.model)
             loaded = open_version(

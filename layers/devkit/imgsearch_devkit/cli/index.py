@@ -60,7 +60,7 @@ def _row(info: VersionInfo, serving: str) -> dict[str, Any]:
         "published": info.published,
         "published_at": info.record and info.record.published_at,
         "count": build and build.count,
-        "dtype": build and build.dtype,
+        "index": build and f"{build.engine} {build.dtype}",
         "index_bytes": build and build.index_bytes,
         "build_seconds": build and build.build_seconds,
         **{name: info.figures.get(name) for name in COLUMNS},
@@ -72,7 +72,7 @@ def _cell(value: Any) -> Any:
 
 
 def render(rows: list[dict[str, Any]]) -> str:
-    headers = ("", "version", "status", "published", "images", "dtype", "MB", *COLUMNS)
+    headers = ("", "version", "status", "published", "images", "index", "MB", *COLUMNS)
     return table(
         (
             (
@@ -81,7 +81,7 @@ def render(rows: list[dict[str, Any]]) -> str:
                 row["status"],
                 row["published_at"] or ("yes" if row["published"] else None),
                 row["count"],
-                row["dtype"],
+                row["index"],
                 row["index_bytes"] and round(row["index_bytes"] / 2**20, 1),
                 *(_cell(row[name]) for name in COLUMNS),
             )
