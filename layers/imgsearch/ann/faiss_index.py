@@ -141,8 +141,8 @@ class FaissIndex:
         return faiss.SearchParametersHNSW(efSearch=effort, sel=TOMBSTONES)
 
     def _stored(self) -> np.ndarray:
-        """The stored vectors by position, float16 or float32, as a view of faiss's own array:
-        ``reconstruct_batch`` decodes one vector per call, ~8 us each at 512-d."""
+        """The stored vectors by position, float16 or float32, as a view of faiss's own array
+        (``reconstruct_batch`` would copy and convert them)."""
         storage = faiss.downcast_index(self._hnsw.storage)
         dtype = np.float16 if self.dtype == "f16" else np.float32
         if not storage.ntotal:
