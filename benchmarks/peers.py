@@ -77,8 +77,11 @@ K = 10
 DIM = 512
 THREADS = 2
 TARGET_RECALL = 0.95
-CONNECTIVITY, EXPANSION_ADD = 24, 64
-"""The peers' graph settings: imgsearch's defaults (checked against its settings at start)."""
+CONNECTIVITY = 24
+EXPANSION_ADD = int(os.environ.get("PEERS_EXPANSION_ADD", "64"))
+"""The peers' graph settings: imgsearch's defaults (checked against its settings at start).
+``PEERS_EXPANSION_ADD=96`` in the environment builds the peers with more effort, with
+``IMGSEARCH_INDEX_EXPANSION_ADD=96`` for imgsearch."""
 HNSW_LADDER = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024]
 SWEEP_PROBES = 200
 """Single queries timed per sweep point (the picture's p50)."""
