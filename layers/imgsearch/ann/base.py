@@ -8,10 +8,14 @@ from typing import ClassVar, Protocol, Self
 
 import numpy as np
 
-from imgsearch.core.config import IndexSettings
+from imgsearch.core.config import ENGINES, IndexSettings
 from imgsearch.core.errors import ImgsearchError
 
-ENGINES = ("faiss", "usearch")
+__all__ = ["ENGINES", "FLOAT_TOLERANCE", "AnnIndex", "Neighbours", "UnknownEngine"]
+
+FLOAT_TOLERANCE = 2e-3
+"""A stored float vector differs from a new one past this (per component): float16 rounding is
+below 1e-3 on unit vectors, a new embedding of an image far above."""
 
 
 class UnknownEngine(ImgsearchError, ValueError):

@@ -21,15 +21,12 @@ from typing import Any, ClassVar, Self
 import faiss
 import numpy as np
 
-from imgsearch.ann.base import Neighbours, UnknownEngine
+from imgsearch.ann.base import FLOAT_TOLERANCE, Neighbours, UnknownEngine
 from imgsearch.core.config import IndexSettings
 from imgsearch.core.vectors import l2_normalise
 
-TOLERANCE = 2e-3
-"""A stored vector differs from a new one past this (per component): float16 rounding is below
-1e-3 on unit vectors, a new embedding of an image far above."""
-_REMOVED = faiss.IDSelectorRange(-1, 0)
-TOMBSTONES = faiss.IDSelectorNot(_REMOVED)  # holds a bare pointer to _REMOVED
+_MINUS_ONE = faiss.IDSelectorRange(-1, 0)
+TOMBSTONES = faiss.IDSelectorNot(_MINUS_ONE)  # holds a bare pointer to _MINUS_ONE
 """Every id but -1, the id of a removed vector's position."""
 
 
@@ -51,10 +48,9 @@ class FaissIndex:
     def __init__(self, index: Any, expansion_search: int) -> None:
         self._index = index
         self._hnsw = faiss.downcast_index(index.index)
-        self._labels = faiss.vector_to_array(index.id_map).astype(np.int64)
+        self._labels = np.asarray(faiss.vector_to_array(index.id_map), dtype=np.int64)
         self._expansion_search = expansion_search
-        self._by_id: np.ndarray | None = None
-        self._params = self._search_params()
+        self._changed()
 
     @classmethod
     def new(cls, dim: int, settings: IndexSettings) -> Self:
@@ -65,11 +61,10 @@ class FaissIndex:
     @classmethod
     def open(cls, path: Path, view: bool) -> Self:
         index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if view else 0)
-        if not isinstance(index, faiss.IndexIDMap) or not isinstance(
-            faiss.downcast_index(index.index), faiss.IndexHNSW
-        ):
+        hnsw = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else None
+        if not isinstance(hnsw, faiss.IndexHNSW):
             raise ValueError(f"{path.name} is not a faiss HNSW index with ids")
-        return cls(index, faiss.downcast_index(index.index).hnsw.efSearch)
+        return cls(index, hnsw.hnsw.efSearch)
 
     @property
     def ndim(self) -> int:
@@ -96,22 +91,23 @@ class FaissIndex:
         return int(self._hnsw.ntotal * self._hnsw.storage.sa_code_size() + links)
 
     def __len__(self) -> int:
-        return int(np.count_nonzero(self._labels >= 0))
+        return len(self._labels) - self._removed
 
     def ids(self) -> np.ndarray:
         return self._labels[self._labels >= 0]
 
     def _positions(self, ids: np.ndarray) -> np.ndarray:
         """Each id's position in the graph (-1 when not here)."""
-        if self._by_id is None:  # sorted on first use: opening stays a memory map
+        if self._by_id is None:  # sorted on first use, once per change
             self._by_id = np.argsort(self._labels, kind="stable")
-        ordered = self._labels[self._by_id]
+            self._ordered = self._labels[self._by_id]
+        by_id, ordered = self._by_id, self._ordered
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         slot = np.minimum(np.searchsorted(ordered, ids), max(len(ordered) - 1, 0))
         if not len(ordered):
             return np.full(len(ids), -1, dtype=np.int64)
         found = (ordered[slot] == ids) & (ids >= 0)
-        return np.where(found, self._by_id[slot], -1)
+        return np.where(found, by_id[slot], -1)
 
     def contains(self, ids: np.ndarray) -> np.ndarray:
         return self._positions(ids) >= 0
@@ -130,13 +126,16 @@ class FaissIndex:
         self._changed()
 
     def _changed(self) -> None:
-        self._by_id = None
+        """After the ids changed: what is derived from them, again."""
+        self._removed = int(np.count_nonzero(self._labels < 0))
+        self._by_id: np.ndarray | None = None
+        self._ordered: np.ndarray | None = None
         self._params = self._search_params()
 
     def _search_params(self, effort: int | None = None) -> Any:
         """At ``effort`` (default: ``expansion_search``), past the tombstones."""
         effort = effort or self._expansion_search
-        if bool((self._labels >= 0).all()):
+        if not self._removed:
             return faiss.SearchParametersHNSW(efSearch=effort)
         return faiss.SearchParametersHNSW(efSearch=effort, sel=TOMBSTONES)
 
@@ -164,7 +163,7 @@ class FaissIndex:
         differ = ~np.all(held.view(bits) == fresh.view(bits), axis=1)
         if differ.any():
             gap = np.abs(held[differ].astype(np.float32) - l2_normalise(vectors[differ]))
-            differ[differ] = gap.max(axis=1) > TOLERANCE
+            differ[differ] = gap.max(axis=1) > FLOAT_TOLERANCE
         return differ
 
     def search(self, queries: np.ndarray, k: int, threads: int = 1) -> Neighbours:

@@ -16,15 +16,12 @@ from typing import ClassVar, Self
 import numpy as np
 from usearch.index import Index
 
-from imgsearch.ann.base import Neighbours
+from imgsearch.ann.base import FLOAT_TOLERANCE, Neighbours
 from imgsearch.core.config import IndexSettings
 from imgsearch.core.vectors import metric_for, prepare, scalar_name
 
-FLOAT_TOLERANCE = 2e-3
-"""A stored float vector differs from a new one past this (per component): float16 rounding is
-below 1e-3 on unit vectors, a new embedding of an image far above."""
 I8_TOLERANCE = 1
-"""The same for i8 rows: one quantisation step."""
+"""``FLOAT_TOLERANCE`` for i8 rows: one quantisation step."""
 
 
 class UsearchIndex:

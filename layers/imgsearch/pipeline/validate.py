@@ -47,7 +47,7 @@ from usearch.index import search as exact_search
 from imgsearch.ann import AnnIndex, open_index
 from imgsearch.catalog.contract import Figure
 from imgsearch.catalog.keytable import KeyTable
-from imgsearch.catalog.layout import KEYS_FILE
+from imgsearch.catalog.layout import KEYS_FILE, index_file
 from imgsearch.catalog.registry import bundle_uri, read_record
 from imgsearch.catalog.report import (
     AnnFigures,
@@ -370,10 +370,10 @@ def validate_version(
     with tempfile.TemporaryDirectory(dir=workdir) as name:
         folder = Path(name)
         local = LocalSnapshot.download(s3, settings.bucket, manifest, folder)
-        index_path = folder / ("built-" + build.index_key.rsplit("/", 1)[-1])
-        s3.download_file(settings.bucket, build.index_key, str(index_path))
-        s3.download_file(settings.bucket, build.keys_key, str(folder / ("built-" + KEYS_FILE)))
-        index = open_index(build.engine, index_path, view=True)
+        index_name = index_file(build.engine)
+        for key, file in ((build.index_key, index_name), (build.keys_key, KEYS_FILE)):
+            s3.download_file(settings.bucket, key, str(folder / ("built-" + file)))
+        index = open_index(build.engine, folder / ("built-" + index_name), view=True)
         table = KeyTable.open(folder / ("built-" + KEYS_FILE))
 
         probes = noisy_queries(local.vectors, local.ids, gate.sample_queries, rng)
